@@ -1,0 +1,1 @@
+"""Bundle models arrive with the bundles issue (renderers, zip builder, downloads)."""

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class AuthorityConfig(AppConfig):
+    name = "ca_portal.authority"
+    label = "authority"
+    verbose_name = "Certificate authority"
+
+    def ready(self) -> None:
+        import ca_portal.celery  # noqa: F401  (registers the Celery app and its tasks)

@@ -1,0 +1,36 @@
+"""Failpoints for the crash tests of the signer (SECURITY.md T13).
+
+Inactive unless CA_PORTAL_FAILPOINTS is set, e.g. ``after_sign=kill-once:/tmp/fp``: at the named
+point the process SIGKILLs itself, once per request (a marker file in the given folder records
+that it fired), so the redelivered task finds the state a real crash leaves behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+POINTS = ("before_intent", "after_intent_commit", "after_sign", "after_store")
+
+
+def _configured() -> dict[str, str]:
+    raw = os.environ.get("CA_PORTAL_FAILPOINTS", "")
+    pairs = (item.split("=", 1) for item in raw.split(",") if "=" in item)
+    return {name.strip(): action.strip() for name, action in pairs}
+
+
+def failpoint(name: str, request_id: int) -> None:
+    action = _configured().get(name)
+    if not action:
+        return
+    kind, _, folder = action.partition(":")
+    if kind != "kill-once":
+        raise ValueError(f"unknown failpoint action {action!r}")
+    marker = Path(folder) / f"{name}-{request_id}"
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
