@@ -1,0 +1,48 @@
+# ca_portal: `make run` starts the portal, `make test` runs the whole suite. Both set up first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/ca_portal
+REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+
+.PHONY: setup run test test-embedded test-postgres check lint bench clean
+
+setup: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py collectstatic --noinput -v0
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: setup
+	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
+
+# The whole suite on the embedded default (SQLite + filesystem broker; the integration tests
+# also start real workers on Redis + PostgreSQL), then the database tests again on PostgreSQL.
+test: setup test-embedded test-postgres
+
+test-embedded:
+	$(BIN)/pytest -q
+
+test-postgres:
+	DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q -m "not integration and not browser" tests/authority tests/enrollment
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+check: lint test
+
+bench: setup
+	$(BIN)/python bench/issuance.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,90 @@
+"""Shared fixtures: the pre-generated PKI, a CA, personas and signing on/off."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+FIXTURES = Path(__file__).parent / "fixtures" / "pki"
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+@pytest.fixture
+def signer() -> Iterator[None]:
+    """Turn this test process into a signer (as the signer worker's start-up does), then back."""
+    from ca_portal.authority import keystore
+
+    keystore.enable_signing()
+    keystore.forget_keys()
+    yield
+    keystore._signing_enabled = False
+    keystore.forget_keys()
+
+
+@pytest.fixture
+def key_dir(tmp_path: Path) -> Iterator[Path]:
+    """A fresh CA key dir and passphrase file per test, so tests never share key files."""
+    old_dir, old_pass = settings.CA_KEY_DIR, settings.CA_KEY_PASSPHRASE_FILE
+    settings.CA_KEY_DIR = tmp_path / "keys"
+    settings.CA_KEY_PASSPHRASE_FILE = tmp_path / "passphrase"
+    yield tmp_path
+    settings.CA_KEY_DIR, settings.CA_KEY_PASSPHRASE_FILE = old_dir, old_pass
+    shutil.rmtree(tmp_path / "keys", ignore_errors=True)
+
+
+@pytest.fixture
+def ca(db: Any, signer: None, key_dir: Path) -> Any:
+    """The active CA, imported from the pre-generated RSA-2048 fixture (fast, deterministic)."""
+    from ca_portal.authority.services import ca_import
+
+    return ca_import(
+        cert_pem=fixture_bytes("ca-rsa2048.crt"),
+        key_pem=fixture_bytes("ca-rsa2048.key"),
+        key_passphrase=None,
+        allow_legacy=False,
+        actor="test",
+    )
+
+
+def _user(django_user_model: Any, name: str, *, groups: tuple[str, ...] = (), superuser: bool = False) -> Any:
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(name, f"{name}@example.org", "correct horse battery")
+    user.is_superuser = superuser
+    user.save()
+    for group in groups:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def owner(db: Any, django_user_model: Any) -> Any:
+    return _user(django_user_model, "alice")
+
+
+@pytest.fixture
+def other_user(db: Any, django_user_model: Any) -> Any:
+    return _user(django_user_model, "mallory")
+
+
+@pytest.fixture
+def admin(db: Any, django_user_model: Any) -> Any:
+    return _user(django_user_model, "carol", groups=("ca-admin",))
+
+
+@pytest.fixture
+def second_admin(db: Any, django_user_model: Any) -> Any:
+    return _user(django_user_model, "dave", groups=("ca-admin",))
+
+
+@pytest.fixture
+def auditor(db: Any, django_user_model: Any) -> Any:
+    return _user(django_user_model, "erin", groups=("auditor",))
