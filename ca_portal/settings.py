@@ -140,6 +140,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True  # serves static/ even before collectstatic has run
 
 # Sessions and cookies: secure cookies whenever the site is served over HTTPS.
@@ -177,13 +178,14 @@ if REDIS_URL:
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1, maximum=86400),
     }
 else:
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         # The default 1 s polling gives ~2 tasks/s; 10 ms gives ~300 (DESIGN.md).
         "polling_interval": 0.01,
@@ -199,6 +201,10 @@ CELERY_TASK_ROUTES = {"authority.certificate_issue": {"queue": "signer"}}
 CELERY_TASK_TIME_LIMIT = 5 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# How long the worker waits for a result from a pool child that died before declaring it lost
+# and re-queueing its message (acks_late + reject_on_worker_lost). We keep no results, so the
+# default 10 s would only delay recovery after a crash.
+CELERY_WORKER_LOST_WAIT = 1.0
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -45,7 +45,7 @@ def parse_networks(values: list[str]) -> list[str]:
 
 def peer_register(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     fqdn: str,
     kind: str,
     networks: list[str],
@@ -95,7 +95,7 @@ def peer_register(
 def peer_approve(
     *,
     peer_id: int,
-    approver: AbstractBaseUser,
+    approver: User,
     allow_self_approval: bool,
     actor: Actor,
     validity_days: int | None = None,

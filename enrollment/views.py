@@ -12,5 +12,5 @@ from enrollment.models import Peer
 @login_required
 def peer_list(request: HttpRequest) -> HttpResponse:
     """The signed-in user's own peers, newest first."""
-    peers = Peer.objects.filter(owner=request.user).select_related("certificate_request__certificate")
+    peers = Peer.objects.filter(owner_id=request.user.pk).select_related("certificate_request__certificate")
     return render(request, "enrollment/peer_list.html", {"peers": peers.order_by("-created_at")})

@@ -5,7 +5,7 @@ import tempfile
 
 os.environ.setdefault("CA_PORTAL_VAR_DIR", tempfile.mkdtemp(prefix="ca_portal_test_"))
 
-from ca_portal.settings import *  # noqa: E402,F403
+from ca_portal.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -26,7 +26,9 @@ def canonical(event: dict[str, Any]) -> bytes:
     return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def event_hash(prev_hash: str, *, seq: int, at: datetime, actor: str, action: str, target: str, data: dict[str, Any]) -> str:
+def event_hash(
+    prev_hash: str, *, seq: int, at: datetime, actor: str, action: str, target: str, data: dict[str, Any]
+) -> str:
     body = {"seq": seq, "at": at.isoformat(), "actor": actor, "action": action, "target": target, "data": data}
     return hashlib.sha256(prev_hash.encode("ascii") + canonical(body)).hexdigest()
 

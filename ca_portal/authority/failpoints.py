@@ -3,6 +3,8 @@
 Inactive unless CA_PORTAL_FAILPOINTS is set, e.g. ``after_sign=kill-once:/tmp/fp``: at the named
 point the process SIGKILLs itself, once per request (a marker file in the given folder records
 that it fired), so the redelivered task finds the state a real crash leaves behind.
+``kill-group-once`` kills the whole process group instead: the worker's main process and all its
+pool children, as a power cut or an OOM kill of the service would.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def failpoint(name: str, request_id: int) -> None:
     if not action:
         return
     kind, _, folder = action.partition(":")
-    if kind != "kill-once":
+    if kind not in ("kill-once", "kill-group-once"):
         raise ValueError(f"unknown failpoint action {action!r}")
     marker = Path(folder) / f"{name}-{request_id}"
     try:
@@ -33,4 +35,6 @@ def failpoint(name: str, request_id: int) -> None:
     except FileExistsError:
         return
     os.close(fd)
+    if kind == "kill-group-once":
+        os.killpg(os.getpgid(0), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)

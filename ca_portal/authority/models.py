@@ -98,6 +98,9 @@ class IssuanceIntent(models.Model):
     not_after = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"intent {self.serial} for request {self.request_id}"
+
 
 class Certificate(models.Model):
     request = models.OneToOneField(CertificateRequest, on_delete=models.PROTECT, related_name="certificate")
@@ -124,6 +127,9 @@ class AuditHead(models.Model):
 
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"audit head at {self.seq}"
 
 
 class AuditEvent(models.Model):

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -52,7 +52,7 @@ from ca_portal.pki.profiles import (
 
 log = logging.getLogger(__name__)
 
-Actor = AbstractBaseUser | str | None
+Actor = User | str | None
 
 
 class AuthorityError(Exception):
@@ -166,8 +166,8 @@ def certificate_request_create(
     kind: str,
     csr_pem: str,
     validity_days: int | None,
-    requested_by: AbstractBaseUser | None,
-    approved_by: AbstractBaseUser | None,
+    requested_by: User | None,
+    approved_by: User | None,
     actor: Actor,
     enqueue: bool = True,
 ) -> CertificateRequest:
@@ -182,7 +182,7 @@ def certificate_request_create(
     if kind not in CertificateRequest.Kind.values:
         raise AuthorityError(f"the kind must be client or server, not {kind!r}")
     vetted = vet_csr(csr_pem, fqdn=fqdn)
-    days = validity_days or settings.CA_DEFAULT_VALIDITY_DAYS
+    days = settings.CA_DEFAULT_VALIDITY_DAYS if validity_days is None else validity_days
     leaf_validity(timezone.now(), days, ca.not_after)  # refuse now, not later in the worker
     with transaction.atomic():
         request = CertificateRequest.objects.create(
@@ -247,6 +247,8 @@ def _new_serial() -> int:
 
 def certificate_issue(*, request_id: int) -> Certificate | None:
     """Issue the certificate for a request. Safe to call any number of times, concurrently too."""
+    # Only a signer gets past this line, so a web process never even records an intent.
+    ca_key = keystore.signing_key(CertificateRequest.objects.select_related("ca").get(pk=request_id).ca)
     # Step 1, Tx A: record the intent.
     with transaction.atomic():
         request = CertificateRequest.objects.select_for_update().select_related("ca").get(pk=request_id)
@@ -265,14 +267,18 @@ def certificate_issue(*, request_id: int) -> Certificate | None:
     failpoint("after_intent_commit", request_id)
 
     # Step 2, Tx B: sign exactly the stored TBS under the row lock, store, mark issued.
-    ca_key = keystore.signing_key(request.ca)
     with transaction.atomic():
         request = CertificateRequest.objects.select_for_update().select_related("ca").get(pk=request_id)
         if request.status == CertificateRequest.Status.ISSUED:
             return request.certificate
         intent = request.intent
+        tbs = bytes(intent.tbs_der)
+        if hashlib.sha256(tbs).hexdigest() != intent.tbs_sha256:
+            # The recorded TBS changed after it was committed: never sign bytes nobody vetted.
+            _request_fail(request, "the recorded to-be-signed certificate was altered; refusing to sign it")
+            return None
         try:
-            cert = sign_tbs(bytes(intent.tbs_der), ca_key, request.ca.certificate)
+            cert = sign_tbs(tbs, ca_key, request.ca.certificate)
         except PkiError as exc:
             _request_fail(request, str(exc))
             return None

@@ -17,7 +17,9 @@ from enrollment.models import Peer
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    peers = Peer.objects.filter(owner=request.user).select_related("certificate_request").order_by("-created_at")[:10]
+    peers = (
+        Peer.objects.filter(owner_id=request.user.pk).select_related("certificate_request").order_by("-created_at")[:10]
+    )
     context: dict[str, object] = {"peers": peers}
     if is_ca_admin(request.user):
         context.update(

@@ -25,7 +25,7 @@ class CaAssessment:
 def load_certificate(pem: bytes) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
         raise CaRejected("the certificate file is not a readable PEM certificate") from exc
 
 

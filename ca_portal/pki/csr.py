@@ -61,7 +61,9 @@ def vet_public_key(key: object) -> str:
         if key.curve.name not in ALLOWED_CURVES:
             raise CsrRejected(f"the elliptic curve {key.curve.name} is not accepted; use P-256 or P-384")
         return describe_key(key)
-    raise CsrRejected(f"{type(key).__name__.lstrip('_')} keys are not accepted; use RSA (2048 bits or more) or ECDSA P-256/P-384")
+    raise CsrRejected(
+        f"{type(key).__name__.lstrip('_')} keys are not accepted; use RSA (2048 bits or more) or ECDSA P-256/P-384"
+    )
 
 
 def _fermat_factorable(n: int) -> bool:
@@ -106,14 +108,16 @@ def vet_csr(pem: bytes | str, *, fqdn: str) -> VettedCsr:
     block = _single_pem_block(data)
     try:
         csr = x509.load_pem_x509_csr(block)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
         raise CsrRejected("the certificate request is damaged and cannot be read") from exc
     try:
         signature_ok = csr.is_signature_valid
     except Exception as exc:  # unsupported signature algorithms raise instead of returning False
         raise CsrRejected("the certificate request uses a signature algorithm that is not supported") from exc
     if not signature_ok:
-        raise CsrRejected("the certificate request's signature does not verify (it was altered or made with another key)")
+        raise CsrRejected(
+            "the certificate request's signature does not verify (it was altered or made with another key)"
+        )
     try:
         key = csr.public_key()
     except Exception as exc:
@@ -128,7 +132,7 @@ def vet_csr(pem: bytes | str, *, fqdn: str) -> VettedCsr:
 def _check_subject(csr: x509.CertificateSigningRequest, fqdn: str) -> None:
     try:
         names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: e.g. a CN encoded as BIT STRING
         raise CsrRejected("the certificate request's subject cannot be read") from exc
     if len(names) > 1:
         raise CsrRejected("the certificate request's subject has more than one common name")

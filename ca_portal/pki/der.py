@@ -36,8 +36,9 @@ def integer(value: int) -> bytes:
 
 def oid(dotted: str) -> bytes:
     parts = [int(p) for p in dotted.split(".")]
-    body = bytearray([40 * parts[0] + parts[1]])
-    for part in parts[2:]:
+    body = bytearray()
+    # The first two arcs share one subidentifier, base-128 like the rest (2.999 needs two octets).
+    for part in [40 * parts[0] + parts[1], *parts[2:]]:
         chunk = [part & 0x7F]
         part >>= 7
         while part:

@@ -36,7 +36,10 @@ def sign_tbs(tbs_der: bytes, ca_key: PrivateKey, ca_cert: x509.Certificate) -> x
     else:
         signature = ca_key.sign(tbs_der, ec.ECDSA(hash_algorithm))
     cert_der = der.sequence(tbs_der, signature_algorithm_der(ca_key), der.tlv(0x03, b"\x00" + signature))
-    cert = x509.load_der_x509_certificate(cert_der)
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+    except (ValueError, x509.InvalidVersion) as exc:  # a damaged record must fail the request, not crash
+        raise IssuanceRefused("internal error: the recorded TBS is not a readable certificate body") from exc
     if cert.tbs_certificate_bytes != tbs_der:
         raise IssuanceRefused("internal error: the signed TBS differs from the recorded one")
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import textwrap
-from typing import Literal, Union, get_args
+from typing import Literal, get_args
 
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -24,9 +24,9 @@ KeyType = Literal["rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384"
 KEY_TYPES: tuple[KeyType, ...] = get_args(KeyType)
 DEFAULT_KEY_TYPE: KeyType = "rsa-3072"
 
-PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
-PublicKey = Union[rsa.RSAPublicKey, ec.EllipticCurvePublicKey]
-SignatureHash = Union[hashes.SHA256, hashes.SHA384]
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+SignatureHash = hashes.SHA256 | hashes.SHA384
 
 # scrypt cost: N=2**14, r=8 (16 MiB, OpenSSL's own default for `pkcs8 -scrypt`). OpenSSL caps PBE
 # scrypt memory at 32 MiB, and N=2**15 already exceeds it: admins must be able to open their own key.
@@ -65,13 +65,17 @@ def signature_hash(key: PrivateKey | PublicKey) -> SignatureHash:
     return hashes.SHA256()
 
 
-def encrypt_private_key(key: PrivateKey, passphrase: bytes, *, salt: bytes | None = None, iv: bytes | None = None) -> bytes:
+def encrypt_private_key(
+    key: PrivateKey, passphrase: bytes, *, salt: bytes | None = None, iv: bytes | None = None
+) -> bytes:
     """PEM ``ENCRYPTED PRIVATE KEY``: PKCS#8 under PBES2 with scrypt and AES-256-CBC (RFC 8018, RFC 7914)."""
     if not passphrase:
         raise KeyRejected("refusing to encrypt a key with an empty passphrase")
     salt = salt if salt is not None else os.urandom(16)
     iv = iv if iv is not None else os.urandom(16)
-    plain = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    plain = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     aes_key = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase)
     padder = padding.PKCS7(128).padder()
     padded = padder.update(plain) + padder.finalize()

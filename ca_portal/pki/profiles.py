@@ -158,7 +158,8 @@ def throwaway_key_like(ca_key: PrivateKey | PublicKey) -> PrivateKey:
     decides the identifier (ecdsa-with-SHA256/384), so a P-256 key is enough for both curves.
     """
     if isinstance(ca_key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
-        return rsa.generate_private_key(public_exponent=65537, key_size=1024)
+        # Never signs anything that leaves the process: its signature is discarded.
+        return rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
     return ec.generate_private_key(ec.SECP256R1())
 
 
@@ -174,7 +175,9 @@ def check_leaf(cert: x509.Certificate) -> None:
     the profile's extensions, CA:FALSE, no signing key usages and a single DNS SAN equal to the CN."""
     oids = {ext.oid for ext in cert.extensions}
     if not oids <= LEAF_EXTENSIONS:
-        raise IssuanceRefused(f"internal error: unexpected extensions {sorted(o.dotted_string for o in oids - LEAF_EXTENSIONS)}")
+        raise IssuanceRefused(
+            f"internal error: unexpected extensions {sorted(o.dotted_string for o in oids - LEAF_EXTENSIONS)}"
+        )
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     san = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)

@@ -15,5 +15,7 @@ class Command(BaseCommand):
         if result.ok:
             self.stdout.write(f"OK {result.count} events")
             return
-        self.stderr.write(f"FAILED at sequence {result.first_bad_seq}: {result.problem} ({result.count} events verified)")
+        self.stderr.write(
+            f"FAILED at sequence {result.first_bad_seq}: {result.problem} ({result.count} events verified)"
+        )
         raise SystemExit(1)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Imported CA {ca.subject} ({ca.key_type})"))
         self.stdout.write(f"  SHA-256 fingerprint: {ca.fingerprint_sha256}")
         if ca.is_legacy:
-            sys.stderr.write(
-                "WARNING: this CA is marked LEGACY: " + "; ".join(ca.legacy_reasons) + ". Plan a new CA with init_ca.\n"
+            self.stderr.write(
+                "WARNING: this CA is marked LEGACY: " + "; ".join(ca.legacy_reasons) + ". Plan a new CA with init_ca."
             )

@@ -37,4 +37,3 @@ class Command(BaseCommand):
         self.stdout.write(f"  valid until:         {ca.not_after:%Y-%m-%d}")
         self.stdout.write(f"  key (encrypted):     {Path(settings.CA_KEY_DIR) / ca.key_file}")
         self.stdout.write(f"  passphrase file:     {keystore.ensure_passphrase_file()} (only the signer reads it)")
-

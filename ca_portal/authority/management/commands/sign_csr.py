@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from ca_portal.authority import keystore
 from ca_portal.authority.services import certificate_issue, cli_actor
@@ -44,23 +45,26 @@ class Command(BaseCommand):
         user = self._user(options["user"])
         actor = f"{cli_actor()} as user:{user.get_username()}"
         try:
-            peer = peer_register(
-                owner=user,
-                fqdn=options["fqdn"],
-                kind=options["kind"],
-                networks=options["network"],
-                address=options["address"],
-                csr_pem=csr_pem,
-                actor=actor,
-            )
-            peer = peer_approve(
-                peer_id=peer.pk,
-                approver=user,
-                allow_self_approval=True,  # the CA host's own path: one admin, holding the CA key
-                actor=actor,
-                validity_days=options["days"],
-                enqueue=False,
-            )
+            # Register and approve together: a refused approval (no CA, bad --days) must not leave a
+            # pending peer behind that makes the corrected retry fail with "already registered".
+            with transaction.atomic():
+                peer = peer_register(
+                    owner=user,
+                    fqdn=options["fqdn"],
+                    kind=options["kind"],
+                    networks=options["network"],
+                    address=options["address"],
+                    csr_pem=csr_pem,
+                    actor=actor,
+                )
+                peer = peer_approve(
+                    peer_id=peer.pk,
+                    approver=user,
+                    allow_self_approval=True,  # the CA host's own path: one admin, holding the CA key
+                    actor=actor,
+                    validity_days=options["days"],
+                    enqueue=False,
+                )
         except EnrollmentError as exc:
             raise CommandError(f"{exc.field}: {exc}" if exc.field != "__all__" else str(exc)) from None
         assert peer.certificate_request is not None
@@ -71,11 +75,13 @@ class Command(BaseCommand):
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(cert.pem)
-        self.stdout.write(self.style.SUCCESS(f"Signed {cert.fqdn}: serial {cert.serial}, valid until {cert.not_after:%Y-%m-%d}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Signed {cert.fqdn}: serial {cert.serial}, valid until {cert.not_after:%Y-%m-%d}")
+        )
         self.stdout.write(f"  SHA-256 fingerprint: {cert.fingerprint_sha256}")
         self.stdout.write(f"  written to {out}")
 
-    def _user(self, name: str | None) -> AbstractBaseUser:
+    def _user(self, name: str | None) -> User:
         """The named portal user, or an inactive local account for the CA host's operator."""
         model = get_user_model()
         username = name or getpass.getuser()
