@@ -1,14 +1,18 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from ca_portal.authority import otp_views
 from ca_portal.authority import views as authority_views
 
 urlpatterns = [
     path("", authority_views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("otp/setup/", otp_views.otp_setup, name="otp-setup"),
+    path("otp/verify/", otp_views.otp_verify, name="otp-verify"),
     path("ca.pem", authority_views.ca_pem, name="ca-pem"),
     path("ca/", authority_views.ca_detail, name="ca-detail"),
     path("healthz", authority_views.healthz, name="healthz"),
     path("peers/", include("enrollment.urls")),
+    path("api/", include("ca_portal.api")),
 ]

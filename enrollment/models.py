@@ -9,6 +9,30 @@ from django.db.models import Q
 from ca_portal.authority.models import CertificateRequest
 
 
+class SitePolicy(models.Model):
+    """The site's issuance policy, one row (pk=1), edited by CA admins."""
+
+    allowed_domains = models.JSONField(
+        default=list, blank=True, help_text="FQDN suffixes peers may use, e.g. example.com; empty allows any"
+    )
+    default_validity_days = models.PositiveIntegerField(default=365)
+    allow_self_approval = models.BooleanField(
+        default=False, help_text="a site with exactly one CA admin may approve that admin's own requests"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return "site policy"
+
+    def domain_allowed(self, fqdn: str) -> bool:
+        return not self.allowed_domains or any(
+            fqdn == suffix or fqdn.endswith("." + suffix) for suffix in self.allowed_domains
+        )
+
+
 class Peer(models.Model):
     class Kind(models.TextChoices):
         CLIENT = "client", "client"
@@ -24,7 +48,13 @@ class Peer(models.Model):
     networks = models.JSONField(default=list, blank=True)
     address = models.GenericIPAddressField(null=True, blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="peers")
-    csr_pem = models.TextField(blank=True)
+
+    class KeySource(models.TextChoices):
+        CSR = "csr", "my own CSR"
+        PORTAL = "portal", "made by the portal"
+
+    key_source = models.CharField(max_length=8, choices=KeySource.choices, default=KeySource.CSR)
+    csr_pem = models.TextField(blank=True, help_text="for portal-made keys: the CSR the signer made with the new key")
     decision = models.CharField(max_length=8, choices=Decision.choices, default=Decision.PENDING)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -46,10 +76,44 @@ class Peer(models.Model):
 
     @property
     def status(self) -> str:
-        """pending | approved | issued | rejected | failed (revoked arrives with revocation)."""
+        """The API status: pending | approved | issued | rejected | failed (revoked arrives with revocation)."""
         if self.decision != self.Decision.APPROVED:
             return self.decision
         request = self.certificate_request
         if request is None or request.status in (CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING):
             return "approved"
         return request.status
+
+    @property
+    def key_ready(self) -> bool:
+        return bool(self.csr_pem)
+
+    @property
+    def progress(self) -> str:
+        """The finer step shown to people: making-key, pending, approved, signing, issued, rejected, failed."""
+        if self.decision == self.Decision.PENDING and not self.key_ready:
+            return "making-key"
+        request = self.certificate_request
+        if self.decision == self.Decision.APPROVED and request is not None:
+            if request.status == CertificateRequest.Status.SIGNING:
+                return "signing"
+        return self.status
+
+
+class PortalKey(models.Model):
+    """A private key the portal made for a peer, kept only encrypted until its owner downloads it.
+
+    ``handoff_passphrase`` lives only from registration until the signer has encrypted the new
+    key with it (seconds, normally); the web tier shows it to the owner once and never stores it
+    elsewhere. The bundles issue delivers ``encrypted_pem`` and destroys it after the first download.
+    """
+
+    peer = models.OneToOneField(Peer, on_delete=models.CASCADE, related_name="portal_key")
+    handoff_passphrase = models.CharField(max_length=128, blank=True)
+    encrypted_pem = models.TextField(blank=True)
+    made_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField()
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"portal key for {self.peer.fqdn}"

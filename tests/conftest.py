@@ -88,3 +88,18 @@ def second_admin(db: Any, django_user_model: Any) -> Any:
 @pytest.fixture
 def auditor(db: Any, django_user_model: Any) -> Any:
     return _user(django_user_model, "erin", groups=("auditor",))
+
+
+def login(client: Any, user: Any) -> None:
+    """Sign ``user`` in on a test client; CA admins also pass two-factor, as they must in the browser."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from ca_portal.authority.roles import is_ca_admin
+
+    client.force_login(user)
+    if is_ca_admin(user):
+        device, _ = TOTPDevice.objects.get_or_create(user=user, name="test", defaults={"confirmed": True})
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()

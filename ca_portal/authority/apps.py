@@ -8,3 +8,6 @@ class AuthorityConfig(AppConfig):
 
     def ready(self) -> None:
         import ca_portal.celery  # noqa: F401  (registers the Celery app and its tasks)
+        from ca_portal.authority import auth_events
+
+        auth_events.connect()

@@ -305,8 +305,19 @@ def certificate_issue(*, request_id: int) -> Certificate | None:
             fingerprint_sha256=stored.fingerprint_sha256,
             not_after=intent.not_after.isoformat(),
         )
+        transaction.on_commit(lambda: _announce_issued(request_id))
     failpoint("after_store", request_id)
     return stored
+
+
+def _announce_issued(request_id: int) -> None:
+    """Tell whoever listens (the enrollment app mails the owner) by task name, without importing it."""
+    from ca_portal.celery import app
+
+    try:
+        app.send_task("enrollment.peer_issued_notify", args=(request_id,), retry=False)
+    except Exception:
+        log.warning("broker unavailable; no issuance notice for request %s", request_id)
 
 
 def _intent_create(request: CertificateRequest) -> IssuanceIntent:

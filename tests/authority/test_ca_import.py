@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from ca_portal.authority import keystore
 from ca_portal.authority.models import AuditEvent, CertificateAuthority
 from ca_portal.pki.keys import load_private_key, public_key_der
-from tests.conftest import FIXTURES, fixture_bytes
+from tests.conftest import FIXTURES, fixture_bytes, login
 
 pytestmark = pytest.mark.django_db
 
@@ -222,7 +222,7 @@ def test_it_imports_the_legacy_ca_with_allow_legacy_and_warns(key_dir: Path, cli
     assert "1024 bits" in err
     assert AuditEvent.objects.get().data["legacy_reasons"] == ca.legacy_reasons
 
-    client.force_login(admin)
+    login(client, admin)
     page = client.get("/").content.decode()
     assert "Legacy CA." in page
     assert "RSA key of 1024 bits" in page
@@ -231,7 +231,7 @@ def test_it_imports_the_legacy_ca_with_allow_legacy_and_warns(key_dir: Path, cli
 def test_it_shows_no_legacy_banner_for_a_sound_ca(key_dir: Path, client: Any, owner: Any) -> None:
     _import(*_fixture_args())
 
-    client.force_login(owner)
+    login(client, owner)
     response = client.get("/")
 
     assert response.status_code == 200

@@ -9,7 +9,7 @@ from django.test import Client
 
 from ca_portal.authority.models import CertificateAuthority
 from enrollment.services import peer_register
-from tests.conftest import fixture_bytes
+from tests.conftest import fixture_bytes, login
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ def test_ca_pem_accepts_only_get(client: Client, ca: CertificateAuthority) -> No
 
 
 def test_ca_page_is_for_ca_admins(client: Client, ca: CertificateAuthority, admin: Any) -> None:
-    client.force_login(admin)
+    login(client, admin)
 
     page = _page(client, "/ca/")
 
@@ -62,20 +62,20 @@ def test_ca_page_counts_a_superuser_as_ca_admin(
     client: Client, ca: CertificateAuthority, django_user_model: Any
 ) -> None:
     root = django_user_model.objects.create_superuser("root", "root@example.org", PASSWORD)
-    client.force_login(root)
+    login(client, root)
 
     assert client.get("/ca/").status_code == 200
 
 
 def test_ca_page_tells_an_admin_how_to_make_the_ca(client: Client, admin: Any) -> None:
-    client.force_login(admin)
+    login(client, admin)
 
     assert "init_ca" in _page(client, "/ca/")
 
 
 @pytest.mark.parametrize("persona", ["owner", "auditor"])
 def test_ca_page_is_403_for_other_roles(client: Client, ca: CertificateAuthority, persona: str, request: Any) -> None:
-    client.force_login(request.getfixturevalue(persona))
+    login(client, request.getfixturevalue(persona))
 
     assert client.get("/ca/").status_code == 403
 
@@ -88,7 +88,7 @@ def test_ca_page_sends_anonymous_users_to_login(client: Client, ca: CertificateA
 
 
 def test_ca_page_sends_a_deactivated_admin_to_login(client: Client, admin: Any) -> None:
-    client.force_login(admin)
+    login(client, admin)
     admin.is_active = False
     admin.save()
 
@@ -102,7 +102,7 @@ def test_ca_page_sends_a_deactivated_admin_to_login(client: Client, admin: Any) 
 
 
 def test_overview_shows_the_ca_link_to_admins(client: Client, ca: CertificateAuthority, admin: Any) -> None:
-    client.force_login(admin)
+    login(client, admin)
 
     page = _page(client, "/")
 
@@ -116,7 +116,7 @@ def test_overview_shows_the_ca_link_to_admins(client: Client, ca: CertificateAut
 def test_overview_hides_the_ca_link_from_other_roles(
     client: Client, ca: CertificateAuthority, persona: str, request: Any
 ) -> None:
-    client.force_login(request.getfixturevalue(persona))
+    login(client, request.getfixturevalue(persona))
 
     page = _page(client, "/")
 
@@ -127,13 +127,13 @@ def test_overview_hides_the_ca_link_from_other_roles(
 
 
 def test_overview_labels_the_auditor(client: Client, auditor: Any) -> None:
-    client.force_login(auditor)
+    login(client, auditor)
 
     assert '<span class="role">auditor</span>' in _page(client, "/")
 
 
 def test_overview_tells_a_user_that_there_is_no_ca_yet(client: Client, owner: Any) -> None:
-    client.force_login(owner)
+    login(client, owner)
 
     assert "An administrator has not set up the CA yet" in _page(client, "/")
 
@@ -191,14 +191,14 @@ def test_it_refuses_an_inactive_user(client: Client, owner: Any) -> None:
 
 
 def test_logout_needs_post(client: Client, owner: Any) -> None:
-    client.force_login(owner)
+    login(client, owner)
 
     assert client.get("/logout/").status_code == 405
     assert client.get("/").status_code == 200  # still signed in
 
 
 def test_login_redirects_a_signed_in_user(client: Client, owner: Any) -> None:
-    client.force_login(owner)
+    login(client, owner)
 
     response = client.get("/login/")
 
@@ -233,7 +233,7 @@ def _peer_for(user: Any, fqdn: str) -> None:
 def test_peers_lists_only_the_users_own_peers(client: Client, owner: Any, other_user: Any) -> None:
     _peer_for(owner, "alice-laptop.example.com")
     _peer_for(other_user, "mallory-laptop.example.com")
-    client.force_login(owner)
+    login(client, owner)
 
     for url in ("/peers/", "/"):
         page = _page(client, url)
@@ -244,7 +244,7 @@ def test_peers_lists_only_the_users_own_peers(client: Client, owner: Any, other_
 
 def test_peers_shows_an_empty_list(client: Client, other_user: Any, owner: Any) -> None:
     _peer_for(owner, "alice-laptop.example.com")
-    client.force_login(other_user)
+    login(client, other_user)
 
     page = _page(client, "/peers/")
 

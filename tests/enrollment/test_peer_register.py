@@ -70,6 +70,7 @@ def test_it_audits_the_registration(owner: Any) -> None:
         "networks": ["10.10.0.0/24"],
         "address": None,
         "owner": "alice",
+        "key_source": "csr",
     }
 
 

@@ -1,0 +1,372 @@
+"""Certificate issuance: the portal's real signer path against the raw `cryptography` ceiling.
+
+    python bench/issuance.py [--n 1000] [--flavours embedded,services] [--concurrency 1,2] [--profile 400]
+
+For the same CA (tests/fixtures/pki/ca-rsa2048.*) in the same run it measures
+
+* the raw ceiling: in this process, the CA key loaded once, then per certificate: load the CSR
+  PEM, build a leaf with the profile's extensions, sign, serialize to PEM;
+* the portal, per flavour (``embedded``: SQLite + kombu filesystem broker; ``services``:
+  PostgreSQL + Redis) and per worker concurrency: N requests are submitted first through
+  ``certificate_request_create`` (CSR vetting, row, audit event, message enqueued on commit)
+  with no worker running; then a real ``celery worker -Q signer,render`` is started and the
+  run is timed until all N are issued. certs/s = N / (last certificate stored - first intent
+  recorded), both taken from the database; the wall time from spawning the worker (its boot
+  included) is printed beside it;
+* the peak RSS (VmHWM) of the worker's main process and of each pool child.
+
+Targets (the issue): ratio >= 0.5, peak RSS of a signer worker <= 150 MB, and >= 10x
+django-ca 3.2's ~19 certs/s. Results go to stdout and to bench/out/issuance.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+
+from tests.integration.stack import FIXTURES, PYTHON, Stack  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+CSR_FILE = FIXTURES / "client-nocn.csr"
+TARGET_RATIO = 0.5
+TARGET_RSS_MB = 150.0
+DJANGO_CA_CERTS_PER_S = 19.0
+TARGET_VS_DJANGO_CA = 10.0
+
+
+# --- the raw ceiling -------------------------------------------------------------------------
+
+
+def raw_ceiling(n: int, ca_cert_file: str = "ca-rsa2048.crt", ca_key_file: str = "ca-rsa2048.key") -> dict[str, Any]:
+    """Best of three passes of N certificates: CSR PEM in, certificate PEM out, CA key loaded once."""
+    ca_cert = x509.load_pem_x509_certificate((FIXTURES / ca_cert_file).read_bytes())
+    ca_key = serialization.load_pem_private_key((FIXTURES / ca_key_file).read_bytes(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    csr_pem = CSR_FILE.read_bytes()
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
+    ku = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=True,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    eku = x509.ExtendedKeyUsage(
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.IPSEC_IKE]
+    )
+    crl = x509.CRLDistributionPoints(
+        [x509.DistributionPoint([x509.UniformResourceIdentifier("https://ca.example.org/crl.der")], None, None, None)]
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def one(i: int) -> bytes:
+        csr = x509.load_pem_x509_csr(csr_pem)
+        public_key = csr.public_key()
+        fqdn = f"raw{i}.example.com"
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(fqdn)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(ku, critical=True)
+            .add_extension(eku, critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
+            .add_extension(aki, critical=False)
+            .add_extension(crl, critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    # Sanity: what we time is a certificate that verifies under the CA.
+    x509.load_pem_x509_certificate(one(0)).verify_directly_issued_by(ca_cert)
+    for i in range(50):
+        one(i)
+    passes = []
+    for _pass in range(3):
+        started = time.perf_counter()
+        for i in range(n):
+            one(i)
+        passes.append(n / (time.perf_counter() - started))
+    return {"certs_per_s": max(passes), "passes": passes, "n": n, "ca_key": f"RSA-{ca_key.key_size}"}
+
+
+# --- the portal ------------------------------------------------------------------------------
+
+
+def bench_driver(stack: Stack, *args: str) -> Any:
+    result = subprocess.run(
+        [PYTHON, str(ROOT / "bench" / "driver.py"), *args], env=stack.env, cwd=ROOT, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"bench/driver.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+class IssuedCounter:
+    """A light poll of the stack's database: one COUNT per call over a kept-open connection."""
+
+    SQL = "SELECT count(*) FROM authority_certificaterequest WHERE status = 'issued' AND id BETWEEN {lo} AND {hi}"
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        if stack.flavour == "embedded":
+            path = stack.var / "ca_portal.sqlite3"
+            self.conn: Any = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(stack.env["DATABASE_URL"].replace("postgres://", "postgresql://"), autocommit=True)
+
+    def issued(self, lo: int, hi: int) -> int:
+        row = self.conn.execute(self.SQL.format(lo=int(lo), hi=int(hi))).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _process_tree(pid: int) -> list[int]:
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += _children(current)
+    return tree
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def portal_run(stack: Stack, n: int, concurrency: int, prefix: str, timeout: float) -> dict[str, Any]:
+    submitted = json.loads(bench_driver(stack, "submit", str(n), prefix).strip().splitlines()[-1])
+    lo, hi = submitted["first_id"], submitted["last_id"]
+    assert hi - lo + 1 == n, submitted
+    counter = IssuedCounter(stack)
+    try:
+        spawned = time.monotonic()
+        stack.start_worker(concurrency=concurrency, queues="signer,render")
+        assert stack.worker is not None
+        deadline = spawned + timeout
+        first_seen = None
+        issued = 0
+        while time.monotonic() < deadline:
+            issued = counter.issued(lo, hi)
+            if issued and first_seen is None:
+                first_seen = time.monotonic()
+            if issued >= n:
+                break
+            if not stack.worker_alive():
+                raise RuntimeError(f"the worker died; see {stack.worker_log}")
+            time.sleep(0.02)
+        done = time.monotonic()
+        pids = _process_tree(stack.worker.pid)
+        rss = {pid: _vm_hwm_mb(pid) for pid in pids}
+    finally:
+        counter.close()
+        stack.stop_worker()
+    if issued < n:
+        tail = stack.worker_log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"only {issued}/{n} issued after {timeout:.0f} s\n--- worker log tail ---\n{tail}")
+    window = json.loads(bench_driver(stack, "window", str(lo), str(hi)).strip().splitlines()[-1])
+    db_elapsed = window["last_issued_at"] - window["first_intent_at"]
+    main_pid = pids[0]
+    children_rss = [v for pid, v in rss.items() if pid != main_pid and v is not None]
+    return {
+        "flavour": stack.flavour,
+        "concurrency": concurrency,
+        "n": n,
+        "submit_elapsed_s": submitted["elapsed"],
+        "submit_per_s": n / submitted["elapsed"],
+        "issue_elapsed_s": db_elapsed,
+        "certs_per_s": n / db_elapsed,
+        "wall_from_spawn_s": done - spawned,
+        "certs_per_s_incl_boot": n / (done - spawned),
+        "worker_boot_to_first_issued_s": (first_seen - spawned) if first_seen else None,
+        "failed": window["failed"],
+        "intents": window["intents"],
+        "certificates": window["certificates"],
+        "rss_main_mb": rss.get(main_pid),
+        "rss_children_mb": children_rss,
+        "rss_peak_signer_mb": max(children_rss) if children_rss else rss.get(main_pid),
+    }
+
+
+def run_flavour(flavour: str, n: int, concurrencies: list[int], timeout: float) -> tuple[list[dict[str, Any]], dict]:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{flavour}-") as tmp:
+        stack = Stack(Path(tmp), flavour)
+        stack.env.pop("CELERY_VISIBILITY_TIMEOUT", None)  # the integration tests' 5 s; production's default here
+        stack.env["LOG_LEVEL"] = "WARNING"
+        stack.setup()
+        try:
+            results = []
+            for c in concurrencies:
+                print(f"  {flavour}: submitting {n}, then a worker with -c {c} ...", flush=True)
+                results.append(portal_run(stack, n, c, f"{flavour[0]}c{c}-", timeout))
+            status = stack.driver("status")  # the integration invariants over everything issued
+            invariants = {
+                "ok": not status["problems"]
+                and status["audit_ok"]
+                and status["certificates"] == status["requests"] == status["intents"] == status["distinct_serials"]
+                and status["requests_with_two_certs"] == 0,
+                "certificates": status["certificates"],
+                "audit_events": status["audit_events"],
+                "problems": status["problems"][:5],
+            }
+        finally:
+            stack.teardown()
+    return results, invariants
+
+
+def run_profile(flavour: str, n: int) -> str:
+    with tempfile.TemporaryDirectory(prefix=f"bench-prof-{flavour}-") as tmp:
+        stack = Stack(Path(tmp), flavour)
+        stack.setup()
+        try:
+            return bench_driver(stack, "profile", str(n))
+        finally:
+            stack.teardown()
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def report(raw: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    lines = [
+        f"raw cryptography ceiling (1 process, {raw['ca_key']} CA, CSR PEM -> cert PEM): "
+        f"{raw['certs_per_s']:.0f} certs/s (passes: {', '.join(f'{p:.0f}' for p in raw['passes'])})",
+        "",
+        f"{'flavour':9} {'c':>2} {'N':>5} {'submit/s':>8} {'portal/s':>8} {'raw/s':>6} {'ratio':>6} "
+        f"{'incl.boot/s':>11} {'RSS main':>8} {'RSS child':>9}  ratio>=0.5 RSS<=150 >=10x django-ca",
+    ]
+    for r in runs:
+        ratio = r["certs_per_s"] / raw["certs_per_s"]
+        r["ratio"] = ratio
+        r["raw_certs_per_s"] = raw["certs_per_s"]
+        r["meets_ratio"] = ratio >= TARGET_RATIO
+        r["meets_rss"] = (r["rss_peak_signer_mb"] or 0) <= TARGET_RSS_MB and (r["rss_main_mb"] or 0) <= TARGET_RSS_MB
+        r["vs_django_ca"] = r["certs_per_s"] / DJANGO_CA_CERTS_PER_S
+        r["meets_django_ca"] = r["vs_django_ca"] >= TARGET_VS_DJANGO_CA
+        child = max(r["rss_children_mb"]) if r["rss_children_mb"] else float("nan")
+        lines.append(
+            f"{r['flavour']:9} {r['concurrency']:>2} {r['n']:>5} {r['submit_per_s']:>8.0f} {r['certs_per_s']:>8.0f} "
+            f"{raw['certs_per_s']:>6.0f} {ratio:>6.3f} {r['certs_per_s_incl_boot']:>11.0f} "
+            f"{r['rss_main_mb'] or 0:>6.1f}MB {child:>7.1f}MB  {_yes(r['meets_ratio']):>10} "
+            f"{_yes(r['meets_rss']):>8} {_yes(r['meets_django_ca']):>4} ({r['vs_django_ca']:.1f}x)"
+        )
+    lines.append(
+        "portal/s = N / (last certificate stored - first intent recorded), from the database; "
+        "incl.boot/s = N / wall time from spawning the worker."
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1000, help="certificates per run (default 1000)")
+    parser.add_argument("--flavours", default="embedded,services")
+    parser.add_argument("--concurrency", default="1,2", help="worker pool sizes to run, e.g. 1,2")
+    parser.add_argument("--raw-n", type=int, default=2000, help="certificates per raw-ceiling pass")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one run")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="also profile N in-process issuances per flavour"
+    )
+    args = parser.parse_args()
+    flavours = [f.strip() for f in args.flavours.split(",") if f.strip()]
+    concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
+
+    print(f"raw ceiling: {args.raw_n} certificates x 3 passes ...", flush=True)
+    raw = raw_ceiling(args.raw_n)
+    runs: list[dict[str, Any]] = []
+    invariants: dict[str, Any] = {}
+    for flavour in flavours:
+        flavour_runs, invariants[flavour] = run_flavour(flavour, args.n, concurrencies, args.timeout)
+        runs += flavour_runs
+    table = report(raw, runs)
+    print()
+    print(table)
+    for flavour, inv in invariants.items():
+        print(
+            f"invariants ({flavour}): {'OK' if inv['ok'] else 'BROKEN'}: {inv['certificates']} certificates, "
+            f"{inv['audit_events']} audit events{'' if inv['ok'] else ' ' + str(inv['problems'])}"
+        )
+    profiles = {}
+    for flavour in flavours if args.profile else []:
+        print(f"\nprofile ({flavour}, {args.profile} issuances in one process, no Celery):", flush=True)
+        profiles[flavour] = run_profile(flavour, args.profile)
+        print(profiles[flavour])
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
+        "raw": raw,
+        "runs": runs,
+        "invariants": invariants,
+        "targets": {"ratio": TARGET_RATIO, "rss_mb": TARGET_RSS_MB, "vs_django_ca": TARGET_VS_DJANGO_CA},
+        "profiles": profiles,
+    }
+    (OUT / "issuance.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {OUT / 'issuance.json'}")
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""The JSON API under /api/: error shape, request parsing, shared view plumbing and routes.
+
+Errors follow DESIGN.md: 400 ``{"errors": {field: [message]}}`` for bad input, 403/404 for
+authorization, 409 for a state that does not allow the action. Never a 500 for bad input.
+Other statuses use the same shape: 401 (no or bad credentials; ``WWW-Authenticate: Token`` is
+sent, because token authentication is tried first), 405, 406, 413 (a body over
+``DATA_UPLOAD_MAX_MEMORY_SIZE``) and 415 (a body that is not JSON).
+
+The endpoints live next to their domain: ``enrollment.api`` (peers) and ``ca_portal.authority.api``
+(the CA, certificates, the audit log). Their views are thin: a serializer checks the shape of the
+input, one service or selector does the work, and the refusals of the services
+(``EnrollmentError``, ``PkiError``, ``AuthorityError``) are turned into the error shape here.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
+from django.urls import include, path
+from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import exceptions, permissions, serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from ca_portal.authority.roles import is_auditor, is_ca_admin
+
+ALL = "__all__"
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "the request body is too large"
+    default_code = "payload_too_large"
+
+
+class Refused(exceptions.APIException):
+    """A refusal with an explicit status and field, e.g. 403 on ``kind`` for a roaming user's gateway."""
+
+    def __init__(self, message: str, *, field: str = ALL, status_code: int = status.HTTP_400_BAD_REQUEST) -> None:
+        super().__init__({field: [message]})
+        self.status_code = status_code
+
+
+def _messages(value: Any, prefix: str = "") -> list[str]:
+    """Flatten DRF's nested error details (lists of items, dicts of items) into plain messages."""
+    if isinstance(value, Mapping):
+        return [m for key, item in value.items() for m in _messages(item, f"{prefix}item {key}: ")]
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [m for item in value for m in _messages(item, prefix)]
+    return [f"{prefix}{value}"]
+
+
+def error_body(detail: Any) -> dict[str, dict[str, list[str]]]:
+    if isinstance(detail, Mapping):
+        errors: dict[str, list[str]] = {}
+        for field, messages in detail.items():
+            key = ALL if field == api_settings.NON_FIELD_ERRORS_KEY else str(field)
+            errors.setdefault(key, []).extend(_messages(messages))
+        return {"errors": errors}
+    return {"errors": {ALL: _messages(detail)}}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    from ca_portal.authority.services import AuthorityError
+    from ca_portal.pki.errors import PkiError
+    from enrollment.services import EnrollmentError
+
+    # The services' refusals: the field at fault and the status they chose.
+    if isinstance(exc, EnrollmentError):
+        return Response(error_body({exc.field: [str(exc)]}), status=exc.status)
+    if isinstance(exc, PkiError):
+        return Response(error_body(str(exc)), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, AuthorityError):
+        return Response(error_body(str(exc)), status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body(PayloadTooLarge.default_detail), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, ObjectDoesNotExist):  # e.g. a row deleted between the lookup and the service call
+        exc = exceptions.NotFound()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.APIException):
+        response.data = error_body(exc.detail)
+    else:
+        response.data = error_body(response.data.get("detail", "") if isinstance(response.data, dict) else "")
+    if response.status_code == status.HTTP_401_UNAUTHORIZED and "WWW-Authenticate" not in response:
+        response.status_code = status.HTTP_403_FORBIDDEN
+    return response
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The error shape of every API response that is not a success."""
+
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text='messages by input field; "__all__" for the request as a whole',
+    )
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    descriptions = {
+        400: "bad input",
+        401: "no or bad credentials (WWW-Authenticate: Token)",
+        403: "not allowed for this user, or a session request without a CSRF token",
+        404: "no such object, or not one this user may see",
+        409: "the object's state does not allow this action",
+        413: "the request body is larger than 64 KiB",
+        415: "the request body is not JSON",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes}
+
+
+# --- input -----------------------------------------------------------------------------------
+
+
+class JsonBodyParser(JSONParser):
+    """DRF's JSON parser, with Django's body size limit, which DRF's parsers do not apply (T30)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None:
+            request = (parser_context or {}).get("request")
+            meta = getattr(request, "META", {})
+            try:
+                declared = int(meta.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                declared = 0
+            if declared > limit:
+                raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+            body = stream.read(limit + 1)
+            if len(body) > limit:
+                raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+            stream = io.BytesIO(body)
+        return super().parse(stream, media_type, parser_context)
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would turn 42 or 4.2 into "42" and "4.2"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not declare, so nobody can slip in validity_days, is_ca or owner (T10)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(str(key) for key in data if key not in self.fields or self.fields[key].read_only)
+            if unknown:
+                raise serializers.ValidationError(dict.fromkeys(unknown, ["this field is not accepted here"]))
+        return super().to_internal_value(data)
+
+
+# --- view plumbing ---------------------------------------------------------------------------
+
+
+class FormatNegotiation(DefaultContentNegotiation):
+    """``?format=`` picks a renderer only where one has that name; elsewhere it is an ordinary query
+    parameter (the certificate list reads ``format=csv`` itself), instead of DRF's 404."""
+
+    def filter_renderers(self, renderers: list[BaseRenderer], format: str) -> list[BaseRenderer]:  # noqa: A002
+        return [r for r in renderers if r.format == format] or renderers
+
+
+class ApiView(GenericAPIView):  # type: ignore[type-arg]
+    parser_classes = [JsonBodyParser]
+    content_negotiation_class = FormatNegotiation
+
+
+def query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """Validate query parameters with a serializer; 400 in the error shape when they are bad."""
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def body(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def object_id(value: str) -> int:
+    """A path id: plain decimal digits that fit the database, else 404 (never a 500 or an HTML page)."""
+    if not (value.isascii() and value.isdigit() and 0 < len(value) <= 18):
+        raise exceptions.NotFound()
+    return int(value)
+
+
+def require_ca_admin(request: Request, message: str = "only CA admins may do this") -> None:
+    if not is_ca_admin(request.user):
+        raise exceptions.PermissionDenied(message)
+
+
+class IsCaAdminOrAuditor(permissions.BasePermission):
+    message = "only CA admins and auditors may see this"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return is_ca_admin(request.user) or is_auditor(request.user)
+
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("v1/", include("ca_portal.authority.api")),
+    path("v1/", include("enrollment.api")),
+]

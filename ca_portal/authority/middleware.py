@@ -1,0 +1,36 @@
+"""Two-factor enforcement for CA admins (TOTP through django-otp), unless OTP_REQUIRED is off."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import reverse
+
+from ca_portal.authority.roles import is_ca_admin
+
+EXEMPT_PREFIXES = ("/login/", "/logout/", "/otp/", "/static/", "/ca.pem", "/healthz", "/crl.")
+
+
+def require_admin_otp(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    def middleware(request: HttpRequest) -> HttpResponse:
+        user = request.user
+        if (
+            settings.OTP_REQUIRED_FOR_ADMINS
+            and is_ca_admin(user)
+            and not user.is_verified()  # type: ignore[union-attr]
+            and not request.path.startswith(EXEMPT_PREFIXES)
+        ):
+            if request.path.startswith("/api/"):
+                message = "CA admins must complete two-factor sign-in in the browser, or use an API token"
+                return JsonResponse({"errors": {"__all__": [message]}}, status=403)
+            from django_otp.plugins.otp_totp.models import TOTPDevice
+
+            has_device = TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+            target = reverse("otp-verify" if has_device else "otp-setup")
+            return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
+        return get_response(request)
+
+    return middleware

@@ -1,0 +1,93 @@
+"""Forms translate input into service arguments and service errors into field errors; no logic here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from ca_portal.pki.csr import MAX_CSR_BYTES
+from enrollment.models import Peer
+
+
+class PeerRegisterForm(forms.Form):
+    KEY_CHOICES = [("csr", "I bring my own certificate request (recommended)"), ("portal", "Make the key for me")]
+
+    fqdn = forms.CharField(
+        label="FQDN of the peer",
+        max_length=127,
+        help_text="The host's fully qualified name, lower case, e.g. laptop1.example.org. "
+        "It becomes the certificate's ID.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "laptop1.example.org"}
+        ),
+    )
+    kind = forms.ChoiceField(choices=Peer.Kind.choices, initial=Peer.Kind.CLIENT)
+    networks = forms.CharField(
+        required=False,
+        label="Networks behind the peer",
+        help_text="For a client gateway or the VPN gateway: one CIDR per line, e.g. 10.10.10.0/24. "
+        "Leave empty for a roaming laptop.",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
+    address = forms.CharField(
+        required=False,
+        label="Public address",
+        help_text="Required for the VPN gateway (kind server): the address clients connect to.",
+    )
+    key_source = forms.ChoiceField(choices=KEY_CHOICES, initial="csr", widget=forms.RadioSelect, label="Private key")
+    csr = forms.CharField(
+        required=False,
+        label="Certificate request (PEM)",
+        help_text="Paste the output of: openssl req -new -newkey rsa:3072 -nodes -keyout local.key -subj /CN=<fqdn>",
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "mono"}),
+    )
+    csr_file = forms.FileField(required=False, label="…or upload the .csr file")
+
+    def __init__(self, *args: Any, allow_server: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not allow_server:
+            kind = self.fields["kind"]
+            assert isinstance(kind, forms.ChoiceField)
+            kind.choices = [(Peer.Kind.CLIENT, Peer.Kind.CLIENT.label)]
+
+    def clean_fqdn(self) -> str:
+        return str(self.cleaned_data["fqdn"]).strip()
+
+    def clean_networks(self) -> list[str]:
+        return [line.strip() for line in str(self.cleaned_data["networks"]).splitlines() if line.strip()]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        upload = data.get("csr_file")
+        if upload is not None:
+            if upload.size > MAX_CSR_BYTES:
+                self.add_error("csr_file", f"the file is {upload.size} bytes; a CSR is at most {MAX_CSR_BYTES}")
+            else:
+                data["csr"] = upload.read().decode("utf-8", "replace")
+        if data.get("key_source") == "csr" and not (data.get("csr") or "").strip():
+            self.add_error("csr", "paste or upload your certificate request, or choose 'Make the key for me'")
+        if data.get("key_source") == "portal":
+            data["csr"] = ""
+        return data
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500, widget=forms.Textarea(attrs={"rows": 3}), label="Reason (the owner sees it)"
+    )
+
+
+class PolicyForm(forms.Form):
+    allowed_domains = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text="One domain suffix per line (example.com allows laptop1.example.com). Empty: any domain.",
+    )
+    default_validity_days = forms.IntegerField(min_value=1, max_value=825)
+    allow_self_approval = forms.BooleanField(
+        required=False, help_text="Only takes effect while the site has exactly one CA admin."
+    )
+
+    def clean_allowed_domains(self) -> list[str]:
+        return [line.strip() for line in str(self.cleaned_data["allowed_domains"]).splitlines() if line.strip()]

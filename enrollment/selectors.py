@@ -1,0 +1,111 @@
+"""Reads with scoping: every object lookup for a person goes through here (404 for what is not theirs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from ca_portal.authority.models import Certificate
+from ca_portal.authority.roles import is_auditor, is_ca_admin
+from ca_portal.authority.services import active_ca
+from ca_portal.pki.csr import vet_csr
+from ca_portal.pki.errors import PkiError
+from ca_portal.pki.keys import describe_key
+from enrollment.models import Peer, SitePolicy
+
+QUEUE_SORTS = {"newest": "-created_at", "oldest": "created_at", "fqdn": "fqdn", "owner": "owner__username"}
+
+
+def peers_visible_to(user: User) -> QuerySet[Peer]:
+    peers = Peer.objects.select_related("owner", "certificate_request__certificate", "decided_by")
+    if is_ca_admin(user) or is_auditor(user):
+        return peers
+    return peers.filter(owner_id=user.pk)
+
+
+def peer_for_user(user: User, peer_id: int) -> Peer:
+    peer = peers_visible_to(user).filter(pk=peer_id).first()
+    if peer is None:
+        raise Http404("no such peer")
+    return peer
+
+
+def approval_queue(
+    *, status: str = "pending", kind: str = "", search: str = "", sort: str = "oldest"
+) -> QuerySet[Peer]:
+    peers = Peer.objects.select_related("owner", "certificate_request").order_by(QUEUE_SORTS.get(sort, "created_at"))
+    if status == "pending":
+        peers = peers.filter(decision=Peer.Decision.PENDING)
+    elif status in ("approved", "rejected"):
+        peers = peers.filter(decision=status)
+    if kind in Peer.Kind.values:
+        peers = peers.filter(kind=kind)
+    if search:
+        term = search.strip()[:127]
+        peers = peers.filter(Q(fqdn__icontains=term) | Q(owner__username__icontains=term))
+    return peers
+
+
+@dataclass(frozen=True)
+class IssuancePreview:
+    """Exactly what approving this peer will issue, and what an admin should look at twice."""
+
+    subject: str
+    san: str
+    key_type: str
+    key_bits: int | None
+    validity_days: int
+    not_after: datetime | None
+    networks: list[str]
+    owner: str
+    extended_key_usage: str
+    warnings: list[str]
+
+
+def issuance_preview(peer: Peer, policy: SitePolicy) -> IssuancePreview:
+    warnings: list[str] = []
+    key_type = "being made by the signer (rsa-3072)"
+    key_bits: int | None = 3072
+    if peer.key_ready:
+        try:
+            vetted = vet_csr(peer.csr_pem, fqdn=peer.fqdn)
+            key_type = describe_key(vetted.public_key)
+            key_bits = getattr(vetted.public_key, "key_size", None)
+            if key_type.startswith("ecdsa"):
+                warnings.append("ECDSA key: isakmpd cannot use it (iked and strongSwan can)")
+        except PkiError as exc:
+            warnings.append(f"the CSR no longer passes the checks: {exc}")
+    if not policy.domain_allowed(peer.fqdn):
+        warnings.append(f"domain outside policy (allowed: {', '.join(policy.allowed_domains)})")
+    previous = Certificate.objects.filter(fqdn=peer.fqdn).order_by("-issued_at").first()
+    if previous is not None:
+        warnings.append(
+            f"this FQDN had a certificate before (serial {previous.serial}, issued {previous.issued_at:%Y-%m-%d})"
+        )
+    if peer.kind == Peer.Kind.SERVER:
+        warnings.append("this is a VPN gateway certificate: every client will trust it as the gateway")
+    ca = active_ca()
+    not_after = None
+    if ca is None:
+        warnings.append("there is no CA yet: approval will fail until an admin runs init_ca")
+    else:
+        not_after = min(timezone.now() + timedelta(days=policy.default_validity_days), ca.not_after)
+        if ca.is_legacy:
+            warnings.append("the CA is a legacy (weak) CA")
+    return IssuancePreview(
+        subject=f"CN={peer.fqdn}",
+        san=f"DNS:{peer.fqdn}",
+        key_type=key_type,
+        key_bits=key_bits,
+        validity_days=policy.default_validity_days,
+        not_after=not_after,
+        networks=list(peer.networks),
+        owner=peer.owner.get_username(),
+        extended_key_usage="serverAuth, clientAuth, ipsecIKE",
+        warnings=warnings,
+    )

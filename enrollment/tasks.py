@@ -1,0 +1,44 @@
+"""Celery adapters: ids in, one service call, the retry policy. No logic here."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError
+
+
+@shared_task(
+    name="enrollment.peer_key_generate",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=10,
+)
+def peer_key_generate_task(peer_id: int) -> None:
+    from enrollment import services
+
+    services.peer_key_generate(peer_id=peer_id)
+
+
+@shared_task(name="enrollment.peer_notify", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def peer_notify_task(peer_id: int, event: str) -> None:
+    from enrollment import services
+
+    services.peer_notify(peer_id=peer_id, event=event)
+
+
+@shared_task(name="enrollment.peer_issued_notify", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def peer_issued_notify_task(request_id: int) -> None:
+    from enrollment import services
+
+    services.peer_issued_notify(request_id=request_id)
+
+
+@shared_task(name="enrollment.portal_keys_requeue_stale")
+def portal_keys_requeue_stale_task() -> int:
+    from enrollment import services
+
+    return services.portal_keys_requeue_stale(older_than=timedelta(seconds=settings.CA_REQUEUE_AFTER_SECONDS))
