@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sqlite3
 import subprocess
@@ -142,7 +143,9 @@ class IssuedCounter:
         else:
             import psycopg
 
-            self.conn = psycopg.connect(stack.env["DATABASE_URL"].replace("postgres://", "postgresql://"), autocommit=True)
+            self.conn = psycopg.connect(
+                stack.env["DATABASE_URL"].replace("postgres://", "postgresql://"), autocommit=True
+            )
 
     def issued(self, lo: int, hi: int) -> int:
         row = self.conn.execute(self.SQL.format(lo=int(lo), hi=int(hi))).fetchone()
@@ -185,14 +188,15 @@ def _vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
-def portal_run(stack: Stack, n: int, concurrency: int, prefix: str, timeout: float) -> dict[str, Any]:
+def portal_run(stack: Stack, n: int, concurrency: int, prefix: str, timeout: float, queues: str) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     submitted = json.loads(bench_driver(stack, "submit", str(n), prefix).strip().splitlines()[-1])
     lo, hi = submitted["first_id"], submitted["last_id"]
     assert hi - lo + 1 == n, submitted
     counter = IssuedCounter(stack)
     try:
         spawned = time.monotonic()
-        stack.start_worker(concurrency=concurrency, queues="signer,render")
+        stack.start_worker(concurrency=concurrency, queues=queues)
         assert stack.worker is not None
         deadline = spawned + timeout
         first_seen = None
@@ -212,6 +216,11 @@ def portal_run(stack: Stack, n: int, concurrency: int, prefix: str, timeout: flo
     finally:
         counter.close()
         stack.stop_worker()
+        # Drop what this run left queued (issuance notices on "render") so the next run starts clean.
+        subprocess.run(
+            [str(Path(PYTHON).parent / "celery"), "-A", "ca_portal", "purge", "-f", "-Q", "signer,render"],
+            env=stack.env, cwd=ROOT, capture_output=True, check=False,
+        )  # fmt: skip
     if issued < n:
         tail = stack.worker_log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"only {issued}/{n} issued after {timeout:.0f} s\n--- worker log tail ---\n{tail}")
@@ -222,7 +231,10 @@ def portal_run(stack: Stack, n: int, concurrency: int, prefix: str, timeout: flo
     return {
         "flavour": stack.flavour,
         "concurrency": concurrency,
+        "queues": queues,
         "n": n,
+        "loadavg_1m_before": load_before,
+        "loadavg_1m_after": os.getloadavg()[0],
         "submit_elapsed_s": submitted["elapsed"],
         "submit_per_s": n / submitted["elapsed"],
         "issue_elapsed_s": db_elapsed,
@@ -239,7 +251,9 @@ def portal_run(stack: Stack, n: int, concurrency: int, prefix: str, timeout: flo
     }
 
 
-def run_flavour(flavour: str, n: int, concurrencies: list[int], timeout: float) -> tuple[list[dict[str, Any]], dict]:
+def run_flavour(
+    flavour: str, n: int, concurrencies: list[int], timeout: float, queues: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{flavour}-") as tmp:
         stack = Stack(Path(tmp), flavour)
         stack.env.pop("CELERY_VISIBILITY_TIMEOUT", None)  # the integration tests' 5 s; production's default here
@@ -248,8 +262,8 @@ def run_flavour(flavour: str, n: int, concurrencies: list[int], timeout: float) 
         try:
             results = []
             for c in concurrencies:
-                print(f"  {flavour}: submitting {n}, then a worker with -c {c} ...", flush=True)
-                results.append(portal_run(stack, n, c, f"{flavour[0]}c{c}-", timeout))
+                print(f"  {flavour}: submitting {n}, then a worker -Q {queues} -c {c} ...", flush=True)
+                results.append(portal_run(stack, n, c, f"{flavour[0]}c{c}-", timeout, queues))
             status = stack.driver("status")  # the integration invariants over everything issued
             invariants = {
                 "ok": not status["problems"]
@@ -305,6 +319,13 @@ def report(raw: dict[str, Any], runs: list[dict[str, Any]]) -> str:
             f"{r['rss_main_mb'] or 0:>6.1f}MB {child:>7.1f}MB  {_yes(r['meets_ratio']):>10} "
             f"{_yes(r['meets_rss']):>8} {_yes(r['meets_django_ca']):>4} ({r['vs_django_ca']:.1f}x)"
         )
+    busy = [r for r in runs if max(r["loadavg_1m_before"], r["loadavg_1m_after"]) > 1.0]
+    if busy:
+        lines.append(
+            f"WARNING: the machine was busy during {len(busy)} run(s) (1-min load average up to "
+            f"{max(max(r['loadavg_1m_before'], r['loadavg_1m_after']) for r in busy):.1f} on {_cpus()} CPUs): "
+            "those numbers are low and noisy."
+        )
     lines.append(
         "portal/s = N / (last certificate stored - first intent recorded), from the database; "
         "incl.boot/s = N / wall time from spawning the worker."
@@ -317,6 +338,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000, help="certificates per run (default 1000)")
     parser.add_argument("--flavours", default="embedded,services")
     parser.add_argument("--concurrency", default="1,2", help="worker pool sizes to run, e.g. 1,2")
+    parser.add_argument("--queues", default="signer,render", help="queues the worker consumes (default signer,render)")
     parser.add_argument("--raw-n", type=int, default=2000, help="certificates per raw-ceiling pass")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one run")
     parser.add_argument(
@@ -326,12 +348,15 @@ def main() -> int:
     flavours = [f.strip() for f in args.flavours.split(",") if f.strip()]
     concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
 
-    print(f"raw ceiling: {args.raw_n} certificates x 3 passes ...", flush=True)
+    print(
+        f"raw ceiling: {args.raw_n} certificates x 3 passes (1-min load average {os.getloadavg()[0]:.2f}) ...",
+        flush=True,
+    )
     raw = raw_ceiling(args.raw_n)
     runs: list[dict[str, Any]] = []
     invariants: dict[str, Any] = {}
     for flavour in flavours:
-        flavour_runs, invariants[flavour] = run_flavour(flavour, args.n, concurrencies, args.timeout)
+        flavour_runs, invariants[flavour] = run_flavour(flavour, args.n, concurrencies, args.timeout, args.queues)
         runs += flavour_runs
     table = report(raw, runs)
     print()
@@ -363,8 +388,6 @@ def main() -> int:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

@@ -21,11 +21,15 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.urls import include, path
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
+
+from drf_spectacular.utils import Direction, OpenApiResponse
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -160,7 +164,8 @@ class StrictCharField(serializers.CharField):
 
 
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not declare, so nobody can slip in validity_days, is_ca or owner (T10)."""
+    # Refuses fields it does not declare, so nobody can slip in validity_days, is_ca or owner (T10).
+    # (A comment, not a docstring: drf-spectacular would show a docstring as every subclass's description.)
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
@@ -168,6 +173,18 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError(dict.fromkeys(unknown, ["this field is not accepted here"]))
         return super().to_internal_value(data)
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """Tell schema readers (and schemathesis) that undeclared fields are refused."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["additionalProperties"] = False
+        return schema
 
 
 # --- view plumbing ---------------------------------------------------------------------------
@@ -181,9 +198,58 @@ class FormatNegotiation(DefaultContentNegotiation):
         return [r for r in renderers if r.format == format] or renderers
 
 
+class Pagination(LimitOffsetPagination):
+    """?limit= (1 to 1000, default 100) and ?offset= (from 0); anything else is a 400, not a silent default.
+
+    The cap also keeps a huge limit from reaching the database as an out-of-range LIMIT.
+    """
+
+    max_limit = 1000
+
+    def _parameter(self, request: Request, name: str, minimum: int, maximum: int | None) -> int | None:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return None
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or int(raw) < minimum:
+            raise serializers.ValidationError({name: [f"must be a whole number from {minimum}"]})
+        if maximum is not None and int(raw) > maximum:
+            raise serializers.ValidationError({name: [f"must be at most {maximum}"]})
+        return int(raw)
+
+    def get_limit(self, request: Request) -> int | None:
+        limit = self._parameter(request, self.limit_query_param, 1, self.max_limit)
+        return self.default_limit if limit is None else limit
+
+    def get_offset(self, request: Request) -> int:
+        return self._parameter(request, self.offset_query_param, 0, None) or 0
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.limit_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_limit, default=self.default_limit)
+            elif parameter["name"] == self.offset_query_param:
+                parameter["schema"].update(minimum=0, default=0)
+        return parameters
+
+
 class ApiView(GenericAPIView):  # type: ignore[type-arg]
     parser_classes = [JsonBodyParser]
     content_negotiation_class = FormatNegotiation
+    pagination_class = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication and permissions first: 401/403 before 400
+        repeated = sorted(name for name, values in request.query_params.lists() if len(values) > 1)
+        if repeated:
+            raise serializers.ValidationError(dict.fromkeys(repeated, ["give this query parameter once"]))
+        if isinstance(self.paginator, Pagination):  # bad paging is a 400 even where a response is not paged (CSV)
+            self.paginator.get_limit(request)
+            self.paginator.get_offset(request)
+
+
+class ApiListView(ApiView):
+    pagination_class = Pagination
 
 
 def query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:

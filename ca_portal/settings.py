@@ -211,6 +211,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two response fields are both called "status" with different values: name their enums.
+    "ENUM_NAME_OVERRIDES": {
+        "PeerStatusEnum": "enrollment.serializers.PEER_STATUSES",
+        "CertificateStatusEnum": "ca_portal.authority.api.CERTIFICATE_STATUSES",
+    },
 }
 
 # --- the CA ---------------------------------------------------------------------------------

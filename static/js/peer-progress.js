@@ -30,13 +30,30 @@
     paint(data.progress);
   }
 
+  // Once the request is decided, bring the Details card (serial, expiry, who decided) up to
+  // date from the page itself, and drop the now stale "registered" notice.
+  function refreshDetails() {
+    var notices = document.querySelectorAll("main > .banner.success");
+    for (var i = 0; i < notices.length; i++) { notices[i].remove(); }
+    fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("details");
+        var current = document.getElementById("details");
+        if (fresh && current) { current.innerHTML = fresh.innerHTML; }
+      })
+      .catch(function () { /* the progress above is already right; details catch up on reload */ });
+  }
+
   var delay = 1000;
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
       .then(function (data) {
         update(data);
-        if (!FINAL[data.status]) { delay = Math.min(delay * 1.2, 5000); setTimeout(poll, delay); }
+        if (!FINAL[data.status]) { delay = Math.min(delay * 1.2, 5000); setTimeout(poll, delay); return; }
+        refreshDetails();
       })
       .catch(function () { delay = Math.min(delay * 2, 15000); setTimeout(poll, delay); });
   }

@@ -1,0 +1,201 @@
+"""Peers in the JSON API: /api/v1/peers, /api/v1/peers/{id}, .../approve and .../reject.
+
+Who sees what (T23): roaming users see their own peers only and get 404 for any other; CA admins
+and auditors see every peer. Only CA admins decide, and never on their own requests (T29, in
+``peer_approve``); a roaming user who tries on their own peer gets 403, on another's 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
+from django.urls import path
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from ca_portal.api import ApiListView, ApiView, Refused, body, error_responses, object_id, query, require_ca_admin
+from ca_portal.authority.models import CertificateRequest
+from ca_portal.authority.roles import is_auditor, is_ca_admin
+from enrollment.models import Peer
+from enrollment.serializers import (
+    PeerApproveSerializer,
+    PeerCreatedSerializer,
+    PeerCreateSerializer,
+    PeerFilterSerializer,
+    PeerRejectSerializer,
+    PeerSerializer,
+    peer_created_data,
+)
+from enrollment.services import peer_approve, peer_register_full, peer_reject
+
+PEER_ID = OpenApiParameter(
+    "id", {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}, OpenApiParameter.PATH, description="the peer's id"
+)
+_IN_FLIGHT = [CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING]
+_STATUS_FILTERS = {
+    "pending": Q(decision=Peer.Decision.PENDING),
+    "rejected": Q(decision=Peer.Decision.REJECTED),
+    "approved": Q(decision=Peer.Decision.APPROVED)
+    & (Q(certificate_request__isnull=True) | Q(certificate_request__status__in=_IN_FLIGHT)),
+    "issued": Q(decision=Peer.Decision.APPROVED, certificate_request__status=CertificateRequest.Status.ISSUED),
+    "failed": Q(decision=Peer.Decision.APPROVED, certificate_request__status=CertificateRequest.Status.FAILED),
+    "revoked": Q(pk__in=[]),  # revocation arrives with its own issue; until then no peer is revoked
+}
+
+
+# --- selectors -------------------------------------------------------------------------------
+
+
+def peers_visible_to(user: Any) -> QuerySet[Peer]:
+    peers = Peer.objects.select_related("owner", "certificate_request__certificate")
+    if is_ca_admin(user) or is_auditor(user):
+        return peers
+    return peers.filter(owner_id=user.pk)
+
+
+def peer_list(user: Any, *, status: str | None = None, kind: str | None = None, fqdn: str | None = None) -> QuerySet[Peer]:
+    peers = peers_visible_to(user)
+    if status:
+        peers = peers.filter(_STATUS_FILTERS[status])
+    if kind:
+        peers = peers.filter(kind=kind)
+    if fqdn:
+        peers = peers.filter(fqdn=fqdn)
+    return peers.order_by("-created_at", "-pk")
+
+
+def peer_get(user: Any, raw_id: str) -> Peer:
+    """The peer if this user may see it; 404 otherwise, so ids of other people's peers leak nothing."""
+    peer = peers_visible_to(user).filter(pk=object_id(raw_id)).first()
+    if peer is None:
+        raise exceptions.NotFound("no such peer")
+    return peer
+
+
+def _decider(request: Request, raw_id: str) -> tuple[Peer, User]:
+    peer = peer_get(request.user, raw_id)  # 404 first: a stranger learns nothing from a 403
+    require_ca_admin(request, "only CA admins decide on peers")
+    assert isinstance(request.user, User)
+    return peer, request.user
+
+
+# --- views -----------------------------------------------------------------------------------
+
+
+class PeerListView(ApiListView):
+    @extend_schema(
+        operation_id="peers_list",
+        tags=["peers"],
+        summary="List peers",
+        description="Roaming users see their own peers; CA admins and auditors see all. Newest first.",
+        parameters=[PeerFilterSerializer],
+        responses={200: PeerSerializer(many=True), **error_responses(400, 401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        peers = peer_list(request.user, **query(PeerFilterSerializer, request))
+        page = self.paginate_queryset(peers)
+        return self.get_paginated_response(PeerSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="peers_create",
+        tags=["peers"],
+        summary="Register a peer",
+        description=(
+            "Records a peer waiting for approval, owned by the caller. With `csr` the peer brings its own "
+            "key; without it the portal makes an RSA-3072 key and returns `key_passphrase` in this response "
+            "only. Only CA admins register `server` peers (VPN gateways). Fields not listed are refused."
+        ),
+        request=PeerCreateSerializer,
+        responses={
+            201: PeerCreatedSerializer,
+            **error_responses(400, 401, 403, 409, 413, 415),
+        },
+        examples=[
+            OpenApiExample(
+                "roaming client with its own CSR",
+                value={"fqdn": "laptop.example.com", "kind": "client", "csr": "-----BEGIN CERTIFICATE REQUEST-----..."},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "VPN gateway, key made by the portal",
+                value={"fqdn": "vpn.example.com", "kind": "server", "address": "192.0.2.1", "networks": ["10.0.0.0/24"]},
+                request_only=True,
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        data = body(PeerCreateSerializer, request)
+        if data["kind"] == Peer.Kind.SERVER and not is_ca_admin(request.user):
+            raise Refused("only CA admins register VPN gateways", field="kind", status_code=status.HTTP_403_FORBIDDEN)
+        assert isinstance(request.user, User)
+        registration = peer_register_full(
+            owner=request.user,
+            fqdn=data["fqdn"],
+            kind=data["kind"],
+            networks=data["networks"],
+            address=data.get("address") or None,
+            csr_pem=data.get("csr") or None,
+            actor=request.user,
+        )
+        return Response(
+            peer_created_data(registration.peer, registration.key_passphrase), status=status.HTTP_201_CREATED
+        )
+
+
+class PeerDetailView(ApiView):
+    @extend_schema(
+        operation_id="peers_retrieve",
+        tags=["peers"],
+        summary="One peer",
+        parameters=[PEER_ID],
+        responses={200: PeerSerializer, **error_responses(401, 403, 404)},
+    )
+    def get(self, request: Request, id: str) -> Response:  # noqa: A002
+        return Response(PeerSerializer(peer_get(request.user, id)).data)
+
+
+class PeerApproveView(ApiView):
+    @extend_schema(
+        operation_id="peers_approve",
+        tags=["peers"],
+        summary="Approve a pending peer (CA admins)",
+        description="Queues the signing. Nobody approves their own request (403) unless the site policy allows "
+        "it on a one-admin site. A peer that is not pending, or whose key is still being made, gives 409.",
+        parameters=[PEER_ID],
+        request=PeerApproveSerializer,
+        responses={200: PeerSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
+    )
+    def post(self, request: Request, id: str) -> Response:  # noqa: A002
+        peer, approver = _decider(request, id)
+        body(PeerApproveSerializer, request)
+        approved = peer_approve(peer_id=peer.pk, approver=approver, actor=approver)
+        return Response(PeerSerializer(approved).data)
+
+
+class PeerRejectView(ApiView):
+    @extend_schema(
+        operation_id="peers_reject",
+        tags=["peers"],
+        summary="Reject a pending peer (CA admins)",
+        description="The reason is shown to the owner. The FQDN becomes free to register again.",
+        parameters=[PEER_ID],
+        request=PeerRejectSerializer,
+        responses={200: PeerSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
+    )
+    def post(self, request: Request, id: str) -> Response:  # noqa: A002
+        peer, approver = _decider(request, id)
+        data = body(PeerRejectSerializer, request)
+        rejected = peer_reject(peer_id=peer.pk, approver=approver, reason=data["reason"], actor=approver)
+        return Response(PeerSerializer(rejected).data)
+
+
+urlpatterns = [
+    path("peers", PeerListView.as_view(), name="api-peers"),
+    path("peers/<str:id>", PeerDetailView.as_view(), name="api-peer"),
+    path("peers/<str:id>/approve", PeerApproveView.as_view(), name="api-peer-approve"),
+    path("peers/<str:id>/reject", PeerRejectView.as_view(), name="api-peer-reject"),
+]
