@@ -15,7 +15,7 @@ input, one service or selector does the work, and the refusals of the services
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -23,19 +23,18 @@ from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.urls import include, path
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
-
 from drf_spectacular.utils import Direction, OpenApiResponse
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.pagination import BasePagination, LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import APIView
+from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ca_portal.authority.roles import is_auditor, is_ca_admin
@@ -84,7 +83,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     from ca_portal.pki.errors import PkiError
     from enrollment.services import EnrollmentError
 
-    # The services' refusals: the field at fault and the status they chose.
+    # The services' refusals: the field at fault and the status they chose. Nothing is kept, as for
+    # DRF's own exceptions (this matters only under ATOMIC_REQUESTS).
+    if isinstance(exc, EnrollmentError | PkiError | AuthorityError | RequestDataTooBig):
+        set_rollback()
     if isinstance(exc, EnrollmentError):
         return Response(error_body({exc.field: [str(exc)]}), status=exc.status)
     if isinstance(exc, PkiError):
@@ -108,10 +110,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """The error shape of every API response that is not a success."""
 
-    errors = serializers.DictField(
+    errors = serializers.DictField(  # type: ignore[assignment]  # a field, though Serializer.errors exists
         child=serializers.ListField(child=serializers.CharField()),
         help_text='messages by input field; "__all__" for the request as a whole',
     )
@@ -151,7 +153,10 @@ class JsonBodyParser(JSONParser):
             if len(body) > limit:
                 raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
             stream = io.BytesIO(body)
-        return super().parse(stream, media_type, parser_context)
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:  # e.g. 30,000 nested "[": not a ValueError, so DRF would let it through as a 500
+            raise exceptions.ParseError("JSON parse error - nested too deeply") from None
 
 
 class StrictCharField(serializers.CharField):
@@ -163,7 +168,7 @@ class StrictCharField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
-class StrictSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer):  # type: ignore[type-arg]
     # Refuses fields it does not declare, so nobody can slip in validity_days, is_ca or owner (T10).
     # (A comment, not a docstring: drf-spectacular would show a docstring as every subclass's description.)
 
@@ -171,18 +176,20 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, Mapping):
             unknown = sorted(str(key) for key in data if key not in self.fields or self.fields[key].read_only)
             if unknown:
-                raise serializers.ValidationError(dict.fromkeys(unknown, ["this field is not accepted here"]))
+                raise serializers.ValidationError({key: ["this field is not accepted here"] for key in unknown})
         return super().to_internal_value(data)
 
 
-class StrictSerializerSchema(OpenApiSerializerExtension):
+class StrictSerializerSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
     """Tell schema readers (and schemathesis) that undeclared fields are refused."""
 
     target_class = StrictSerializer
     match_subclasses = True
 
     def map_serializer(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
-        schema: dict[str, Any] = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema: dict[str, Any] = auto_schema._map_serializer(  # type: ignore[no-untyped-call]
+            self.target, direction, bypass_extensions=True
+        )
         schema["additionalProperties"] = False
         return schema
 
@@ -194,7 +201,8 @@ class FormatNegotiation(DefaultContentNegotiation):
     """``?format=`` picks a renderer only where one has that name; elsewhere it is an ordinary query
     parameter (the certificate list reads ``format=csv`` itself), instead of DRF's 404."""
 
-    def filter_renderers(self, renderers: list[BaseRenderer], format: str) -> list[BaseRenderer]:  # noqa: A002
+    def filter_renderers(self, renderers: Iterable[BaseRenderer], format: str) -> list[BaseRenderer]:
+        renderers = list(renderers)
         return [r for r in renderers if r.format == format] or renderers
 
 
@@ -236,13 +244,13 @@ class Pagination(LimitOffsetPagination):
 class ApiView(GenericAPIView):  # type: ignore[type-arg]
     parser_classes = [JsonBodyParser]
     content_negotiation_class = FormatNegotiation
-    pagination_class = None
+    pagination_class: type[BasePagination] | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication and permissions first: 401/403 before 400
         repeated = sorted(name for name, values in request.query_params.lists() if len(values) > 1)
         if repeated:
-            raise serializers.ValidationError(dict.fromkeys(repeated, ["give this query parameter once"]))
+            raise serializers.ValidationError({key: ["give this query parameter once"] for key in repeated})
         if isinstance(self.paginator, Pagination):  # bad paging is a 400 even where a response is not paged (CSV)
             self.paginator.get_limit(request)
             self.paginator.get_offset(request)
@@ -252,14 +260,14 @@ class ApiListView(ApiView):
     pagination_class = Pagination
 
 
-def query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+def query(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
     """Validate query parameters with a serializer; 400 in the error shape when they are bad."""
     serializer = serializer_class(data=request.query_params.dict())
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 
 
-def body(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+def body(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)

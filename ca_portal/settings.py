@@ -207,7 +207,15 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ca_portal API",
-    "DESCRIPTION": "Certificate authority and enrollment portal for IPsec VPNs.",
+    "DESCRIPTION": (
+        "Certificate authority and enrollment portal for IPsec VPNs.\n\n"
+        "Authenticate with `Authorization: Token KEY` (`manage.py drf_create_token USER`) or a browser "
+        "session; session requests that change something need the CSRF token (`X-CSRFToken`). Without "
+        "credentials, or with a bad token, the answer is 401 with `WWW-Authenticate: Token`. Request bodies "
+        'are JSON, at most 64 KiB. Errors: `{"errors": {field: [message]}}` with 400 (bad input; undeclared '
+        "fields are refused), 403 (not allowed), 404 (no such object, or another user's), 409 (the state does "
+        "not allow it), 413 (body too large), 415 (not JSON)."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -267,6 +275,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # and re-queueing its message (acks_late + reject_on_worker_lost). We keep no results, so the
 # default 10 s would only delay recovery after a crash.
 CELERY_WORKER_LOST_WAIT = 1.0
+# Celery's Django fixup closes the database connection around every task unless this is set
+# (it ignores CONN_MAX_AGE): measured 2.6 ms per task for a fresh PostgreSQL connection.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {

@@ -57,7 +57,9 @@ def peers_visible_to(user: Any) -> QuerySet[Peer]:
     return peers.filter(owner_id=user.pk)
 
 
-def peer_list(user: Any, *, status: str | None = None, kind: str | None = None, fqdn: str | None = None) -> QuerySet[Peer]:
+def peer_list(
+    user: Any, *, status: str | None = None, kind: str | None = None, fqdn: str | None = None
+) -> QuerySet[Peer]:
     peers = peers_visible_to(user)
     if status:
         peers = peers.filter(_STATUS_FILTERS[status])
@@ -122,7 +124,12 @@ class PeerListView(ApiListView):
             ),
             OpenApiExample(
                 "VPN gateway, key made by the portal",
-                value={"fqdn": "vpn.example.com", "kind": "server", "address": "192.0.2.1", "networks": ["10.0.0.0/24"]},
+                value={
+                    "fqdn": "vpn.example.com",
+                    "kind": "server",
+                    "address": "192.0.2.1",
+                    "networks": ["10.0.0.0/24"],
+                },
                 request_only=True,
             ),
         ],
@@ -154,7 +161,7 @@ class PeerDetailView(ApiView):
         parameters=[PEER_ID],
         responses={200: PeerSerializer, **error_responses(401, 403, 404)},
     )
-    def get(self, request: Request, id: str) -> Response:  # noqa: A002
+    def get(self, request: Request, id: str) -> Response:
         return Response(PeerSerializer(peer_get(request.user, id)).data)
 
 
@@ -169,7 +176,7 @@ class PeerApproveView(ApiView):
         request=PeerApproveSerializer,
         responses={200: PeerSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
     )
-    def post(self, request: Request, id: str) -> Response:  # noqa: A002
+    def post(self, request: Request, id: str) -> Response:
         peer, approver = _decider(request, id)
         body(PeerApproveSerializer, request)
         approved = peer_approve(peer_id=peer.pk, approver=approver, actor=approver)
@@ -186,7 +193,7 @@ class PeerRejectView(ApiView):
         request=PeerRejectSerializer,
         responses={200: PeerSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
     )
-    def post(self, request: Request, id: str) -> Response:  # noqa: A002
+    def post(self, request: Request, id: str) -> Response:
         peer, approver = _decider(request, id)
         data = body(PeerRejectSerializer, request)
         rejected = peer_reject(peer_id=peer.pk, approver=approver, reason=data["reason"], actor=approver)

@@ -21,7 +21,7 @@ from enrollment.services import MAX_NETWORKS, MAX_REASON
 
 PEER_STATUSES = ["pending", "approved", "issued", "rejected", "revoked", "failed"]
 PEER_PROGRESS = ["making-key", "pending", "approved", "signing", "issued", "rejected", "revoked", "failed"]
-KEY_PASSPHRASE_NOTE = (
+ONE_TIME_NOTE = (
     "The portal is making this peer's private key and will keep it encrypted with key_passphrase. "
     "The passphrase is shown only in this response: store it now, it cannot be shown again."
 )
@@ -70,7 +70,7 @@ class PeerRejectSerializer(StrictSerializer):
     reason = StrictCharField(max_length=MAX_REASON, help_text="why; the owner sees it")
 
 
-class PeerFilterSerializer(serializers.Serializer):
+class PeerFilterSerializer(serializers.Serializer):  # type: ignore[type-arg]
     status = serializers.ChoiceField(choices=PEER_STATUSES, required=False)
     kind = serializers.ChoiceField(choices=Peer.Kind.choices, required=False)
     fqdn = serializers.CharField(max_length=MAX_FQDN_LENGTH, required=False, help_text="exact FQDN")
@@ -141,5 +141,5 @@ def peer_created_data(peer: Peer, key_passphrase: str) -> dict[str, Any]:
     data = dict(PeerSerializer(peer).data)
     if key_passphrase:
         data["key_passphrase"] = key_passphrase
-        data["key_passphrase_note"] = KEY_PASSPHRASE_NOTE
+        data["key_passphrase_note"] = ONE_TIME_NOTE
     return data

@@ -101,7 +101,10 @@ def parse_networks(values: list[str]) -> list[str]:
     networks = []
     for value in values:
         try:
-            network = ipaddress.ip_network(str(value).strip(), strict=True)
+            text = str(value).strip()
+            if "%" in text:  # an IPv6 zone (fe80::%eth0/64) is local to one host and must not reach the configs
+                raise ValueError(text)
+            network = ipaddress.ip_network(text, strict=True)
         except ValueError:
             raise EnrollmentError(
                 f"{str(value)[:60]!r} is not a network in CIDR form like 10.10.10.0/24 (host bits must be zero)",
@@ -160,6 +163,8 @@ def peer_register_full(
     clean_address = None
     if address:
         try:
+            if "%" in address:  # an IPv6 zone (fe80::1%eth0), see parse_networks
+                raise ValueError(address)
             clean_address = str(ipaddress.ip_address(address.strip()))
         except ValueError:
             raise EnrollmentError(f"{address[:60]!r} is not an IP address", field="address") from None
@@ -287,6 +292,7 @@ def peer_approve(
                     approved_by=approver,
                     actor=actor,
                     enqueue=enqueue,
+                    announce_issued=True,
                 )
             except (PkiError, AuthorityError) as exc:
                 raise EnrollmentError(str(exc), status=409) from None

@@ -79,6 +79,9 @@ class CertificateRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField()
     attempts = models.PositiveIntegerField(default=0)
+    announce_issued = models.BooleanField(
+        default=False, help_text="send enrollment.peer_issued_notify once issued (set for portal peers)"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["status", "queued_at"])]

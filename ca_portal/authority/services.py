@@ -170,6 +170,7 @@ def certificate_request_create(
     approved_by: User | None,
     actor: Actor,
     enqueue: bool = True,
+    announce_issued: bool = False,
 ) -> CertificateRequest:
     """Record an approved order to sign and queue it for the signer once the row is committed.
 
@@ -196,6 +197,7 @@ def certificate_request_create(
             requested_by=requested_by,
             approved_by=approved_by,
             queued_at=timezone.now(),
+            announce_issued=announce_issued,
         )
         audit_record(
             "certificate.requested",
@@ -247,8 +249,6 @@ def _new_serial() -> int:
 
 def certificate_issue(*, request_id: int) -> Certificate | None:
     """Issue the certificate for a request. Safe to call any number of times, concurrently too."""
-    # Only a signer gets past this line, so a web process never even records an intent.
-    ca_key = keystore.signing_key(CertificateRequest.objects.select_related("ca").get(pk=request_id).ca)
     # Step 1, Tx A: record the intent.
     with transaction.atomic():
         request = CertificateRequest.objects.select_for_update().select_related("ca").get(pk=request_id)
@@ -256,6 +256,9 @@ def certificate_issue(*, request_id: int) -> Certificate | None:
             return request.certificate
         if request.status == CertificateRequest.Status.FAILED:
             return None
+        # Only a signer gets past this line (SignerUnavailable rolls Tx A back), so a web process
+        # never even records an intent.
+        ca_key = keystore.signing_key(request.ca)
         intent = IssuanceIntent.objects.filter(request=request).first()
         if intent is None:
             failpoint("before_intent", request_id)
@@ -268,7 +271,11 @@ def certificate_issue(*, request_id: int) -> Certificate | None:
 
     # Step 2, Tx B: sign exactly the stored TBS under the row lock, store, mark issued.
     with transaction.atomic():
-        request = CertificateRequest.objects.select_for_update().select_related("ca").get(pk=request_id)
+        request = (
+            CertificateRequest.objects.select_for_update(of=("self",))
+            .select_related("ca", "intent")
+            .get(pk=request_id)
+        )
         if request.status == CertificateRequest.Status.ISSUED:
             return request.certificate
         intent = request.intent
@@ -305,7 +312,8 @@ def certificate_issue(*, request_id: int) -> Certificate | None:
             fingerprint_sha256=stored.fingerprint_sha256,
             not_after=intent.not_after.isoformat(),
         )
-        transaction.on_commit(lambda: _announce_issued(request_id))
+        if request.announce_issued:
+            transaction.on_commit(lambda: _announce_issued(request_id))
     failpoint("after_store", request_id)
     return stored
 

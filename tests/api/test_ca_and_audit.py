@@ -44,7 +44,12 @@ def test_it_lists_the_audit_log_newest_first(ca: CertificateAuthority, owner: An
     assert data["count"] == 2
     first, second = data["results"]
     assert list(first) == ["seq", "at", "actor", "action", "target", "data", "hash"]
-    assert (first["seq"], first["action"], first["target"], first["actor"]) == (2, "peer.registered", f"peer:{peer.pk}", "user:alice")
+    assert (first["seq"], first["action"], first["target"], first["actor"]) == (
+        2,
+        "peer.registered",
+        f"peer:{peer.pk}",
+        "user:alice",
+    )
     assert first["data"]["fqdn"] == "client.example.com"
     assert first["hash"] == AuditEvent.objects.get(seq=2).hash
     assert (second["seq"], second["action"]) == (1, "ca.imported")

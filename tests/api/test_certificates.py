@@ -57,7 +57,9 @@ def test_it_lists_a_certificate_with_its_fields(alices: Certificate, owner: Any)
     assert (row["status"], row["owner"]) == ("valid", "alice")
 
 
-def test_it_shows_roaming_users_only_their_own(alices: Certificate, mallorys: Certificate, owner: Any, other_user: Any) -> None:
+def test_it_shows_roaming_users_only_their_own(
+    alices: Certificate, mallorys: Certificate, owner: Any, other_user: Any
+) -> None:
     assert _serials(token_client(owner).get(URL)) == [alices.serial]
     assert _serials(token_client(other_user).get(URL)) == [mallorys.serial]
 

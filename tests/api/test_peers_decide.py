@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ def _approve(user: Any, peer: Peer, body: Any = None) -> Any:
 
 
 def _reject(user: Any, peer: Peer, body: Any) -> Any:
-    return token_client(user).post(f"/api/v1/peers/{peer.pk}/reject", body, format="json")
+    # json.dumps escapes what the client's renderer cannot encode (a lone surrogate) as \uXXXX.
+    return token_client(user).post(f"/api/v1/peers/{peer.pk}/reject", json.dumps(body), content_type="application/json")
 
 
 def test_it_approves_a_pending_peer(ca: CertificateAuthority, owner_peer: Peer, admin: Any) -> None:
@@ -46,9 +48,7 @@ def test_it_accepts_an_empty_body_and_an_empty_object(ca: CertificateAuthority, 
     assert _approve(admin, second, {}).status_code == 200
 
 
-@pytest.mark.parametrize(
-    "body", [{"validity_days": 3650}, {"is_ca": True}, {"profile": "subca"}, [], "yes"], ids=str
-)
+@pytest.mark.parametrize("body", [{"validity_days": 3650}, {"is_ca": True}, {"profile": "subca"}, [], "yes"], ids=str)
 def test_it_refuses_input_to_an_approval(body: Any, ca: CertificateAuthority, owner_peer: Peer, admin: Any) -> None:
     response = _approve(admin, owner_peer, body)
 
@@ -58,7 +58,9 @@ def test_it_refuses_input_to_an_approval(body: Any, ca: CertificateAuthority, ow
     assert not CertificateRequest.objects.exists()
 
 
-def test_it_gives_409_for_a_second_approval(ca: CertificateAuthority, owner_peer: Peer, admin: Any, second_admin: Any) -> None:
+def test_it_gives_409_for_a_second_approval(
+    ca: CertificateAuthority, owner_peer: Peer, admin: Any, second_admin: Any
+) -> None:
     assert _approve(admin, owner_peer).status_code == 200
 
     response = _approve(second_admin, owner_peer)
@@ -90,7 +92,9 @@ def test_it_lets_a_second_admin_approve_a_gateway(ca: CertificateAuthority, admi
     assert response.json()["status"] == "approved"
 
 
-def test_it_gives_409_while_the_portal_is_still_making_the_key(ca: CertificateAuthority, owner: Any, admin: Any) -> None:
+def test_it_gives_409_while_the_portal_is_still_making_the_key(
+    ca: CertificateAuthority, owner: Any, admin: Any
+) -> None:
     peer_id = token_client(owner).post("/api/v1/peers", {"fqdn": "laptop.example.com"}, format="json").json()["id"]
 
     response = token_client(admin).post(f"/api/v1/peers/{peer_id}/approve")
@@ -120,8 +124,8 @@ def test_it_rejects_with_a_reason_the_owner_sees(owner_peer: Peer, owner: Any, a
 @pytest.mark.parametrize(
     ("body", "field"),
     [({}, "reason"), ({"reason": "  "}, "reason"), ({"reason": 5}, "reason"), ({"reason": "x" * 501}, "reason"),
-     ({"reason": "x", "notify": False}, "notify")],
-    ids=["missing", "blank", "number", "too long", "unknown field"],
+     ({"reason": "x", "notify": False}, "notify"), ({"reason": "a\x00b"}, "reason"), ({"reason": "\ud800"}, "reason")],
+    ids=["missing", "blank", "number", "too long", "unknown field", "NUL", "lone surrogate"],
 )  # fmt: skip
 def test_it_refuses_a_bad_rejection(body: Any, field: str, owner_peer: Peer, admin: Any) -> None:
     response = _reject(admin, owner_peer, body)
@@ -140,7 +144,9 @@ def test_it_gives_409_for_decisions_on_a_decided_peer(ca: CertificateAuthority, 
 
 
 @pytest.mark.parametrize("action", ["approve", "reject"])
-def test_it_gives_403_to_the_owner_and_404_to_others(action: str, owner_peer: Peer, owner: Any, other_user: Any) -> None:
+def test_it_gives_403_to_the_owner_and_404_to_others(
+    action: str, owner_peer: Peer, owner: Any, other_user: Any
+) -> None:
     url = f"/api/v1/peers/{owner_peer.pk}/{action}"
     body = {"reason": "x"} if action == "reject" else {}
 

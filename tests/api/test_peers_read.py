@@ -75,7 +75,12 @@ def test_it_shows_one_peer(two_peers: tuple[Peer, Peer], owner: Any) -> None:
 
     assert data["id"] == mine.pk
     assert data["fqdn"] == "client.example.com"
-    assert (data["status"], data["progress"], data["owner"], data["certificate"]) == ("pending", "pending", "alice", None)
+    assert (data["status"], data["progress"], data["owner"], data["certificate"]) == (
+        "pending",
+        "pending",
+        "alice",
+        None,
+    )
 
 
 def test_it_shows_the_issued_certificate(ca: CertificateAuthority, owner: Any, admin: Any) -> None:

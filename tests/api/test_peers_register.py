@@ -142,6 +142,10 @@ BAD_BODIES: dict[str, tuple[Any, str]] = {
     "cidr garbage": ({"fqdn": "gw1.example.com", "networks": ["10.0.0.0/33"], "csr": ANY_FQDN_CSR}, "networks"),
     "cidr injection": ({"fqdn": "gw1.example.com", "networks": ["10.0.0.0/24\npass"], "csr": ANY_FQDN_CSR}, "networks"),
     "address garbage": ({"fqdn": "gw1.example.com", "address": "192.0.2.300", "csr": ANY_FQDN_CSR}, "address"),
+    "address with zone": ({"fqdn": "gw1.example.com", "address": "fe80::1%eth0", "csr": ANY_FQDN_CSR}, "address"),
+    "cidr with zone": ({"fqdn": "gw1.example.com", "networks": ["fe80::%eth0/64"], "csr": ANY_FQDN_CSR}, "networks"),
+    "fqdn surrogate": ({"fqdn": "\ud800.example.com", "csr": ANY_FQDN_CSR}, "fqdn"),
+    "csr NUL": ({"fqdn": CLIENT_FQDN, "csr": CLIENT_CSR + "\x00"}, "csr"),
     "csr garbage": ({"fqdn": CLIENT_FQDN, "csr": "hello"}, "csr"),
     "csr bad signature": ({"fqdn": CLIENT_FQDN, "csr": fixture_bytes("bad-signature.csr").decode()}, "csr"),
     "csr for another name": ({"fqdn": "other.example.com", "csr": CLIENT_CSR}, "csr"),
@@ -194,8 +198,16 @@ def test_it_names_each_unknown_field(owner: Any) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{", b'{"fqdn": "client.example.com",}', b"fqdn=client.example.com", b'{"fqdn": NaN}', b"\xff\xfe"],
-    ids=["truncated", "trailing comma", "form in json", "NaN", "not utf-8"],
+    [
+        b"{",
+        b'{"fqdn": "client.example.com",}',
+        b"fqdn=client.example.com",
+        b'{"fqdn": NaN}',
+        b"\xff\xfe",
+        b"[" * 30000 + b"]" * 30000,
+        b'{"fqdn": ' + b"9" * 5000 + b"}",
+    ],
+    ids=["truncated", "trailing comma", "form in json", "NaN", "not utf-8", "nested too deeply", "huge number"],
 )
 def test_it_gives_400_for_malformed_json(raw: bytes, owner: Any) -> None:
     response = token_client(owner).post(URL, raw, content_type="application/json")

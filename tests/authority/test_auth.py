@@ -242,9 +242,7 @@ def test_an_admin_without_otp_gets_403_from_the_api(client: Client, admin: Any) 
     assert "two-factor" in response.json()["errors"]["__all__"][0]
 
 
-def test_setting_up_a_device_shows_a_qr_code_and_the_secret_then_lets_the_admin_in(
-    client: Client, admin: Any
-) -> None:
+def test_setting_up_a_device_shows_a_qr_code_and_the_secret_then_lets_the_admin_in(client: Client, admin: Any) -> None:
     _sign_in(client, "carol")
 
     response = client.get("/otp/setup/?next=/peers/approvals/")

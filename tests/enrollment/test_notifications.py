@@ -22,9 +22,7 @@ CSR = fixture_bytes("client-rsa2048.csr").decode()
 
 
 def _peer(owner: Any) -> Peer:
-    return peer_register(
-        owner=owner, fqdn=FQDN, kind="client", networks=[], address=None, csr_pem=CSR, actor=owner
-    )
+    return peer_register(owner=owner, fqdn=FQDN, kind="client", networks=[], address=None, csr_pem=CSR, actor=owner)
 
 
 @pytest.mark.parametrize(

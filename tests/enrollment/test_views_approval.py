@@ -64,7 +64,11 @@ def _queue_fqdns(page: str) -> list[str]:
 
 
 def _row(page: str, fqdn: str) -> str:
-    match = re.search(rf"<tr>\s*<td>[^\n]*\n\s*<td><a href=\"/peers/approvals/\d+/\"><code>{re.escape(fqdn)}</code>.*?</tr>", page, re.S)
+    match = re.search(
+        rf"<tr>\s*<td>[^\n]*\n\s*<td><a href=\"/peers/approvals/\d+/\"><code>{re.escape(fqdn)}</code>.*?</tr>",
+        page,
+        re.S,
+    )
     assert match is not None, f"no row for {fqdn}"
     return match.group(0)
 
@@ -118,7 +122,10 @@ def test_queue_lists_the_pending_peers_by_default(client: Client, admin: Any, mi
         ("status=all&q=.example.org", ["vpn.example.org"]),
         ("status=all&q=nothing-matches", []),
         ("status=all&sort=fqdn", ["alpha.example.com", "bravo.example.com", "charlie.example.com", "vpn.example.org"]),
-        ("status=all&sort=newest", ["charlie.example.com", "bravo.example.com", "vpn.example.org", "alpha.example.com"]),
+        (
+            "status=all&sort=newest",
+            ["charlie.example.com", "bravo.example.com", "vpn.example.org", "alpha.example.com"],
+        ),
         ("status=all&sort=owner", ["alpha.example.com", "vpn.example.org", "bravo.example.com", "charlie.example.com"]),
         ("status=all&sort=bogus", ["alpha.example.com", "vpn.example.org", "bravo.example.com", "charlie.example.com"]),
         ("kind=bogus", ["alpha.example.com", "vpn.example.org"]),
@@ -160,7 +167,9 @@ def test_queue_warns_about_a_domain_outside_the_policy(
 ) -> None:
     _peer(owner, "laptop.corp.example.net")
     _peer(owner, "laptop.example.com")
-    policy_update(allowed_domains=["corp.example.net"], default_validity_days=365, allow_self_approval=False, actor=admin)
+    policy_update(
+        allowed_domains=["corp.example.net"], default_validity_days=365, allow_self_approval=False, actor=admin
+    )
     login(client, admin)
 
     page = _page(client, QUEUE)
@@ -293,9 +302,7 @@ def test_it_approves_a_peer(client: Client, ca: CertificateAuthority, owner: Any
     assert "Approved" not in _page(client, QUEUE)
 
 
-def test_it_approves_with_the_policy_validity(
-    client: Client, ca: CertificateAuthority, owner: Any, admin: Any
-) -> None:
+def test_it_approves_with_the_policy_validity(client: Client, ca: CertificateAuthority, owner: Any, admin: Any) -> None:
     peer = _peer(owner)
     policy_update(allowed_domains=[], default_validity_days=30, allow_self_approval=False, actor=admin)
     login(client, admin)
@@ -371,7 +378,11 @@ def test_it_refuses_self_approval_with_a_message(client: Client, ca: Certificate
     assert peer.decision == Peer.Decision.PENDING
     assert not CertificateRequest.objects.exists()
     refusal = AuditEvent.objects.get(action="peer.approve_refused")
-    assert (refusal.actor, refusal.target, refusal.data) == ("user:carol", f"peer:{peer.pk}", {"reason": "self-approval"})
+    assert (refusal.actor, refusal.target, refusal.data) == (
+        "user:carol",
+        f"peer:{peer.pk}",
+        {"reason": "self-approval"},
+    )
 
 
 def test_it_allows_self_approval_on_a_one_admin_site_when_the_policy_says_so(
@@ -563,7 +574,8 @@ def test_policy_post_is_403_for_non_admins(client: Client, persona: str, request
     login(client, request.getfixturevalue(persona))
 
     response = client.post(
-        "/peers/policy/", {"allowed_domains": "evil.example", "default_validity_days": "825", "allow_self_approval": "on"}
+        "/peers/policy/",
+        {"allowed_domains": "evil.example", "default_validity_days": "825", "allow_self_approval": "on"},
     )
 
     assert response.status_code == 403

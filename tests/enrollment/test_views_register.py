@@ -240,6 +240,15 @@ def test_it_refuses_a_bad_fqdn(client: Client, owner: Any, fqdn: str, message: s
     assert response.context["form"]["fqdn"].value() == fqdn.strip()  # the input is kept for correction
 
 
+def test_it_trims_whitespace_around_the_fqdn(client: Client, owner: Any) -> None:
+    login(client, owner)
+
+    response = client.post(URL, _form(fqdn=f"  {FQDN}\r\n"))
+
+    assert response.status_code == 302
+    assert Peer.objects.get().fqdn == FQDN
+
+
 @pytest.mark.parametrize(
     ("networks", "message"),
     [
@@ -247,6 +256,7 @@ def test_it_refuses_a_bad_fqdn(client: Client, owner: Any, fqdn: str, message: s
         ("10.10.0.0/33", "not a network in CIDR form"),
         ("10.0.0.0/8; pass in all", "not a network in CIDR form"),
         ("any", "not a network in CIDR form"),
+        ("fe80::%eth0/64", "not a network in CIDR form"),
     ],
 )
 def test_it_refuses_a_bad_network(client: Client, owner: Any, networks: str, message: str) -> None:
@@ -285,8 +295,9 @@ def test_it_refuses_a_bad_uploaded_csr_on_the_csr_field(client: Client, owner: A
 def test_it_refuses_a_server_kind_from_a_roaming_user(client: Client, owner: Any) -> None:
     login(client, owner)
 
-    _refused(client, "kind", "Select a valid choice. server is not one of the available choices.", kind="server",
-             address="192.0.2.10")  # fmt: skip
+    message = "Select a valid choice. server is not one of the available choices."
+
+    _refused(client, "kind", message, kind="server", address="192.0.2.10")
 
 
 def test_it_registers_a_gateway_for_a_ca_admin(client: Client, admin: Any) -> None:

@@ -78,8 +78,9 @@ def test_it_recovers_when_the_whole_worker_dies(stack: Stack, tmp_path: Path, po
     assert before["certificates"] == 0
     assert before["intents"] == 1
     stack.stop_worker()
-    stack.start_worker(concurrency=1)
+    # The sweeper runs before the new worker starts, so nothing else can have picked the request up.
     out = stack.manage("requeue_stale", "--older", "0")
     assert "queued 1 request(s) again" in out.stdout
+    stack.start_worker(concurrency=1)
     state = stack.wait_for(all_issued(1), timeout=60)
     assert_invariants(state, 1)
