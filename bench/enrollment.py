@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import signal
 import socket
 import statistics
@@ -173,12 +172,18 @@ def main() -> None:
         "get_requests": len(get_times),
         "post_mean_ms": round(statistics.mean(post_times) * 1000, 1) if post_times else None,
     }
-    print(f"enrollments: {done[0]}/{args.n} issued in {elapsed:.1f} s ({result['enrollments_per_s']}/s), {len(errors)} errors")
+    print(
+        f"enrollments: {done[0]}/{args.n} issued in {elapsed:.1f} s "
+        f"({result['enrollments_per_s']}/s), {len(errors)} errors"
+    )
     print(f"POST /api/v1/peers      p50 {result['post_p50_ms']:7.1f} ms   p95 {result['post_p95_ms']:7.1f} ms")
     print(f"GET  /api/v1/peers/{{id}} p50 {result['get_p50_ms']:7.1f} ms   p95 {result['get_p95_ms']:7.1f} ms")
     ok_time = done[0] == args.n and elapsed <= 60
     ok_p95 = result["post_p95_ms"] < 100 and result["get_p95_ms"] < 100
-    print(f"targets: all issued within 60 s: {'met' if ok_time else 'MISSED'}; p95 < 100 ms: {'met' if ok_p95 else 'MISSED'}")
+    print(
+        f"targets: all issued within 60 s: {'met' if ok_time else 'MISSED'}; "
+        f"p95 < 100 ms: {'met' if ok_p95 else 'MISSED'}"
+    )
     for line in errors[:10]:
         print("  error:", line)
     out = ROOT / "bench" / "out"

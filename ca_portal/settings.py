@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "ca_portal.authority.middleware.session_absolute_timeout",
     "django_otp.middleware.OTPMiddleware",
     "ca_portal.authority.middleware.require_admin_otp",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -168,6 +169,8 @@ WHITENOISE_USE_FINDERS = True  # serves static/ even before collectstatic has ru
 # Sessions and cookies: secure cookies whenever the site is served over HTTPS.
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 30 * 60, minimum=60, maximum=7 * 24 * 3600)
 SESSION_SAVE_EVERY_REQUEST = True  # the age above is an idle timeout
+# However active, a session ends this long after sign-in (ASVS 7.3.2).
+SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=300, maximum=30 * 24 * 3600)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = SITE_IS_HTTPS
@@ -265,7 +268,7 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "render"
 CELERY_TASK_ROUTES = {
-    "authority.certificate_issue": {"queue": "signer"},
+    "authority.certificates_issue_pending": {"queue": "signer"},
     "enrollment.peer_key_generate": {"queue": "signer"},  # keys are made in the signer pool, never on the web
 }
 CELERY_TASK_TIME_LIMIT = 5 * 60

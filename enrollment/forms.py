@@ -65,6 +65,14 @@ class PeerRegisterForm(forms.Form):
                 self.add_error("csr_file", f"the file is {upload.size} bytes; a CSR is at most {MAX_CSR_BYTES}")
             else:
                 data["csr"] = upload.read().decode("utf-8", "replace")
+        if "PRIVATE KEY" in (data.get("csr") or ""):
+            # Never send a private key back to the browser: blank the box before re-rendering.
+            blanked = dict(self.data.items())
+            blanked["csr"] = ""
+            self.data = blanked
+            self.add_error("csr", "this is a private key, not a certificate request; never paste a private key here")
+            data["csr"] = ""
+            return data
         if data.get("key_source") == "csr" and not (data.get("csr") or "").strip():
             self.add_error("csr", "paste or upload your certificate request, or choose 'Make the key for me'")
         if data.get("key_source") == "portal":

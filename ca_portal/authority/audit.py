@@ -35,21 +35,41 @@ def event_hash(
 
 def audit_record(action: str, *, actor: str, target: str, **data: Any) -> AuditEvent:
     """Append one event. Never pass key material, passphrases or PEM private keys in ``data``."""
+    return audit_record_many([(action, actor, target, data)])[0]
+
+
+def audit_record_many(events: list[tuple[str, str, str, dict[str, Any]]]) -> list[AuditEvent]:
+    """Append events (action, actor, target, data) in order, under one lock of the chain head."""
     # No savepoint: an audit append that fails must fail the state change it records.
     with transaction.atomic(savepoint=False):
         try:
             head = AuditHead.objects.select_for_update().get(pk=1)
         except AuditHead.DoesNotExist:  # made by a migration; only a flushed test database lacks it
             head, _ = AuditHead.objects.select_for_update().get_or_create(pk=1)
-        seq = head.seq + 1
         at = timezone.now()
-        digest = event_hash(head.hash, seq=seq, at=at, actor=actor, action=action, target=target, data=data)
-        event = AuditEvent.objects.create(
-            seq=seq, at=at, actor=actor, action=action, target=target, data=data, prev_hash=head.hash, hash=digest
-        )
-        head.seq, head.hash = seq, digest
+        rows = []
+        for action, actor, target, data in events:
+            seq = head.seq + 1
+            digest = event_hash(head.hash, seq=seq, at=at, actor=actor, action=action, target=target, data=data)
+            rows.append(
+                AuditEvent(
+                    seq=seq,
+                    at=at,
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    data=data,
+                    prev_hash=head.hash,
+                    hash=digest,
+                )
+            )
+            head.seq, head.hash = seq, digest
+        if len(rows) == 1:
+            rows[0].save()
+        else:
+            AuditEvent.objects.bulk_create(rows)
         head.save(update_fields=["seq", "hash"])
-    return event
+    return rows
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ transaction follows it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
@@ -22,6 +23,10 @@ def _address(request: HttpRequest | None) -> str:
 
 
 def _logged_in(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
+    if request is not None and hasattr(request, "session"):
+        from ca_portal.authority.middleware import LOGIN_AT_KEY
+
+        request.session[LOGIN_AT_KEY] = time.time()  # the start of the absolute session timeout
     audit_record("auth.login", actor=f"user:{user.get_username()}", target=f"user:{user.pk}", address=_address(request))
 
 

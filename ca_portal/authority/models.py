@@ -125,6 +125,21 @@ class Certificate(models.Model):
         return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
+class SignerWakeup(models.Model):
+    """One row: whether a drain task is already queued for the signer.
+
+    New requests send a wakeup only when none is pending (a conditional UPDATE), so a burst of
+    approvals costs one task message instead of one per request; the drain clears the flag
+    before it looks for work, so a request committed after that sends the next wakeup.
+    """
+
+    pending = models.BooleanField(default=False)
+    requested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"signer wakeup ({'pending' if self.pending else 'idle'})"
+
+
 class AuditHead(models.Model):
     """One row: the chain head. Appends lock it, so concurrent appends form one contiguous chain."""
 

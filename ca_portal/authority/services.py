@@ -14,6 +14,7 @@ lock and the second finds the request issued.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -25,17 +26,23 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from ca_portal.authority import keystore
-from ca_portal.authority.audit import audit_record
+from ca_portal.authority.audit import audit_record, audit_record_many
 from ca_portal.authority.failpoints import failpoint
-from ca_portal.authority.models import Certificate, CertificateAuthority, CertificateRequest, IssuanceIntent
+from ca_portal.authority.models import (
+    Certificate,
+    CertificateAuthority,
+    CertificateRequest,
+    IssuanceIntent,
+    SignerWakeup,
+)
 from ca_portal.pki.ca import assess_ca, certificate_pem, fingerprint_sha256, load_certificate
 from ca_portal.pki.csr import vet_csr
-from ca_portal.pki.errors import CaRejected, PkiError
+from ca_portal.pki.errors import CaRejected, IssuanceRefused, PkiError
 from ca_portal.pki.issue import sign_tbs
 from ca_portal.pki.keys import KeyType, PrivateKey, generate_private_key, load_private_key, load_public_key_der
 from ca_portal.pki.names import validate_fqdn
@@ -210,19 +217,31 @@ def certificate_request_create(
             public_key_sha256=hashlib.sha256(vetted.public_key_der).hexdigest(),
         )
         if enqueue:
-            transaction.on_commit(lambda: enqueue_issue(request.pk))
+            transaction.on_commit(signer_wakeup)
     return request
 
 
-def enqueue_issue(request_id: int) -> bool:
-    """Send the id to the signer queue. A broker that is down is not an error for the caller:
-    the request row is committed and the sweeper queues it again (SECURITY.md T17)."""
-    from ca_portal.authority.tasks import certificate_issue_task
+def signer_wakeup(*, force: bool = False) -> bool:
+    """Queue a drain of the pending requests unless one is queued already (or ``force``).
 
+    Called after the request rows are committed. A broker that is down is not an error for the
+    caller: the rows are committed and the sweeper wakes the signer later (SECURITY.md T17).
+    """
+    from ca_portal.authority.tasks import certificates_issue_pending_task
+
+    now = timezone.now()
+    claimed = SignerWakeup.objects.filter(pk=1, pending=False).update(pending=True, requested_at=now)
+    if not claimed:
+        _, created = SignerWakeup.objects.get_or_create(pk=1, defaults={"pending": True, "requested_at": now})
+        claimed = int(created)
+    if not (claimed or force):
+        return True
+    if force:
+        SignerWakeup.objects.filter(pk=1).update(pending=True, requested_at=now)
     try:
-        certificate_issue_task.apply_async((request_id,), retry=False)
+        certificates_issue_pending_task.apply_async(retry=False)
     except Exception:  # kombu raises OperationalError and friends; none may reach the user
-        log.warning("broker unavailable; request %s will be queued by the sweeper", request_id)
+        log.warning("broker unavailable; the sweeper will wake the signer")
         return False
     return True
 
@@ -249,9 +268,12 @@ def _new_serial() -> int:
 
 def certificate_issue(*, request_id: int) -> Certificate | None:
     """Issue the certificate for a request. Safe to call any number of times, concurrently too."""
-    # Step 1, Tx A: record the intent.
+    # Step 1, Tx A: record the intent. Lock only the request row (of=self): locking the joined CA
+    # row too would make every issuance wait on one row, and a transaction holding it while it
+    # waits for the audit chain head deadlocks with one that holds the head and, at COMMIT,
+    # checks its foreign key to that CA row (PostgreSQL's deferred FK check takes KEY SHARE).
     with transaction.atomic():
-        request = CertificateRequest.objects.select_for_update().select_related("ca").get(pk=request_id)
+        request = CertificateRequest.objects.select_for_update(of=("self",)).select_related("ca").get(pk=request_id)
         if request.status == CertificateRequest.Status.ISSUED:
             return request.certificate
         if request.status == CertificateRequest.Status.FAILED:
@@ -272,46 +294,20 @@ def certificate_issue(*, request_id: int) -> Certificate | None:
     # Step 2, Tx B: sign exactly the stored TBS under the row lock, store, mark issued.
     with transaction.atomic():
         request = (
-            CertificateRequest.objects.select_for_update(of=("self",))
-            .select_related("ca", "intent")
-            .get(pk=request_id)
+            CertificateRequest.objects.select_for_update(of=("self",)).select_related("ca", "intent").get(pk=request_id)
         )
         if request.status == CertificateRequest.Status.ISSUED:
             return request.certificate
-        intent = request.intent
-        tbs = bytes(intent.tbs_der)
-        if hashlib.sha256(tbs).hexdigest() != intent.tbs_sha256:
-            # The recorded TBS changed after it was committed: never sign bytes nobody vetted.
-            _request_fail(request, "the recorded to-be-signed certificate was altered; refusing to sign it")
-            return None
         try:
-            cert = sign_tbs(tbs, ca_key, request.ca.certificate)
+            stored = _certificate_sign(request, request.intent, ca_key)
         except PkiError as exc:
             _request_fail(request, str(exc))
             return None
         failpoint("after_sign", request_id)
-        der = cert.public_bytes(serialization.Encoding.DER)
-        stored = Certificate.objects.create(
-            request=request,
-            ca=request.ca,
-            serial=intent.serial,
-            fqdn=request.fqdn,
-            der=der,
-            fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-            not_before=intent.not_before,
-            not_after=intent.not_after,
-        )
+        stored.save()
         request.status = CertificateRequest.Status.ISSUED
         request.save(update_fields=["status"])
-        audit_record(
-            "certificate.issued",
-            actor="signer",
-            target=f"certificate:{intent.serial}",
-            request=request.pk,
-            fqdn=request.fqdn,
-            fingerprint_sha256=stored.fingerprint_sha256,
-            not_after=intent.not_after.isoformat(),
-        )
+        audit_record_many([_issued_event(request, stored)])
         if request.announce_issued:
             transaction.on_commit(lambda: _announce_issued(request_id))
     failpoint("after_store", request_id)
@@ -328,47 +324,87 @@ def _announce_issued(request_id: int) -> None:
         log.warning("broker unavailable; no issuance notice for request %s", request_id)
 
 
-def _intent_create(request: CertificateRequest) -> IssuanceIntent:
+def _intent_draft(request: CertificateRequest) -> IssuanceIntent:
+    """The unsaved intent for a request: a fresh serial and the complete TBS from the profile."""
     ca = request.ca
-    now = _utc_now()
-    not_before, not_after = leaf_validity(now, request.validity_days, ca.not_after)
-    public_key = load_public_key_der(bytes(request.public_key_der))
+    not_before, not_after = leaf_validity(_utc_now(), request.validity_days, ca.not_after)
+    spec = LeafSpec(
+        fqdn=request.fqdn,
+        public_key=load_public_key_der(bytes(request.public_key_der)),
+        serial=_new_serial(),
+        not_before=not_before,
+        not_after=not_after.replace(microsecond=0),
+        crl_url=settings.CA_CRL_URL,
+    )
+    ca_public_key = ca.certificate.public_key()
+    tbs = tbs_bytes(leaf_builder(spec, ca.certificate), ca_public_key, _throwaway_for(ca))  # type: ignore[arg-type]
+    return IssuanceIntent(
+        request=request,
+        serial=format(spec.serial, "x"),
+        tbs_der=tbs,
+        tbs_sha256=hashlib.sha256(tbs).hexdigest(),
+        not_before=spec.not_before,
+        not_after=spec.not_after,
+    )
+
+
+def _intent_event(intent: IssuanceIntent) -> tuple[str, str, str, dict[str, object]]:
+    return (
+        "certificate.intent",
+        "signer",
+        f"request:{intent.request_id}",
+        {"serial": intent.serial, "tbs_sha256": intent.tbs_sha256},
+    )
+
+
+def _intent_create(request: CertificateRequest) -> IssuanceIntent:
     for _attempt in range(5):
-        spec = LeafSpec(
-            fqdn=request.fqdn,
-            public_key=public_key,
-            serial=_new_serial(),
-            not_before=not_before,
-            not_after=not_after.replace(microsecond=0),
-            crl_url=settings.CA_CRL_URL,
-        )
-        tbs = tbs_bytes(leaf_builder(spec, ca.certificate), ca.certificate.public_key(), _throwaway_for(ca))  # type: ignore[arg-type]
-        serial_hex = format(spec.serial, "x")
+        intent = _intent_draft(request)
         try:
             with transaction.atomic():
-                intent = IssuanceIntent.objects.create(
-                    request=request,
-                    serial=serial_hex,
-                    tbs_der=tbs,
-                    tbs_sha256=hashlib.sha256(tbs).hexdigest(),
-                    not_before=spec.not_before,
-                    not_after=spec.not_after,
-                )
+                intent.save()
         except IntegrityError:
             # Two requests drew the same 159-bit serial (or a test forced it): draw again.
             log.warning("serial collision for request %s; drawing a new serial", request.pk)
             continue
         request.status = CertificateRequest.Status.SIGNING
         request.save(update_fields=["status"])
-        audit_record(
-            "certificate.intent",
-            actor="signer",
-            target=f"request:{request.pk}",
-            serial=serial_hex,
-            tbs_sha256=intent.tbs_sha256,
-        )
+        audit_record_many([_intent_event(intent)])
         return intent
     raise AuthorityError("could not allocate a unique serial after 5 attempts")
+
+
+def _certificate_sign(request: CertificateRequest, intent: IssuanceIntent, ca_key: PrivateKey) -> Certificate:
+    """Sign exactly the stored TBS and return the unsaved certificate row (raises PkiError)."""
+    tbs = bytes(intent.tbs_der)
+    if hashlib.sha256(tbs).hexdigest() != intent.tbs_sha256:
+        # The recorded TBS changed after it was committed: never sign bytes nobody vetted.
+        raise IssuanceRefused("the recorded to-be-signed certificate was altered; refusing to sign it")
+    der = sign_tbs(tbs, ca_key, request.ca.certificate).public_bytes(serialization.Encoding.DER)
+    return Certificate(
+        request=request,
+        ca=request.ca,
+        serial=intent.serial,
+        fqdn=request.fqdn,
+        der=der,
+        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        not_before=intent.not_before,
+        not_after=intent.not_after,
+    )
+
+
+def _issued_event(request: CertificateRequest, cert: Certificate) -> tuple[str, str, str, dict[str, object]]:
+    return (
+        "certificate.issued",
+        "signer",
+        f"certificate:{cert.serial}",
+        {
+            "request": request.pk,
+            "fqdn": request.fqdn,
+            "fingerprint_sha256": cert.fingerprint_sha256,
+            "not_after": cert.not_after.isoformat(),
+        },
+    )
 
 
 def _request_fail(request: CertificateRequest, reason: str) -> None:
@@ -378,23 +414,121 @@ def _request_fail(request: CertificateRequest, reason: str) -> None:
     audit_record("certificate.failed", actor="signer", target=f"request:{request.pk}", reason=reason)
 
 
-def requests_requeue_stale(*, older_than: timedelta) -> int:
-    """Queue again every request that has waited too long (lost message, broker down, worker killed).
+def certificates_issue_pending(*, batch: int = 100, max_batches: int = 1000) -> int:
+    """Signer side: issue every pending request, in batches, with the same record-before-sign steps.
 
-    The claim is a conditional UPDATE on ``queued_at``, so two sweepers never queue one request
-    twice in the same round; a duplicate delivery would be harmless anyway.
+    Each batch is one Tx A (lock up to ``batch`` requests with SKIP LOCKED so parallel drains
+    share the work, record all their intents) and one Tx B (sign each stored TBS, store the
+    certificates). A request that fails its checks is marked failed and the others go on.
+    Safe to run twice and concurrently. Returns the number of requests it moved forward.
+    """
+    SignerWakeup.objects.filter(pk=1).update(pending=False)  # before looking: later requests wake us again
+    if connection.features.has_select_for_update_skip_locked:
+        backlog = CertificateRequest.objects.filter(status=CertificateRequest.Status.PENDING).count()
+        if backlog > batch:
+            signer_wakeup(force=True)  # a long queue: let another signer process take batches too
+    done = 0
+    for _ in range(max_batches):
+        moved = _issue_batch(batch)
+        done += moved
+        if moved < batch:
+            break
+    return done
+
+
+def _issue_batch(batch: int) -> int:
+    waiting = [CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING]
+    # Tx A: record the intents of the batch's pending requests.
+    with transaction.atomic():
+        requests = list(
+            CertificateRequest.objects.select_for_update(of=("self",), skip_locked=True)
+            .select_related("ca")
+            .filter(status__in=waiting)
+            .order_by("pk")[:batch]
+        )
+        if not requests:
+            return 0
+        keys = {req.ca_id: keystore.signing_key(req.ca) for req in requests}  # only a signer gets past here
+        drafts, failed, events = [], [], []
+        have_intent = set(IssuanceIntent.objects.filter(request__in=requests).values_list("request_id", flat=True))
+        for req in requests:
+            if req.pk in have_intent:
+                continue
+            failpoint("before_intent", req.pk)
+            try:
+                drafts.append(_intent_draft(req))
+            except PkiError as exc:
+                failed.append((req, str(exc)))
+        try:
+            with transaction.atomic():
+                IssuanceIntent.objects.bulk_create(drafts)
+        except IntegrityError:  # a serial collision somewhere in the batch: record them one by one
+            for draft in drafts:
+                _intent_create(draft.request)
+        else:
+            CertificateRequest.objects.filter(pk__in=[d.request_id for d in drafts]).update(
+                status=CertificateRequest.Status.SIGNING
+            )
+            events = [_intent_event(d) for d in drafts]
+        for req, reason in failed:
+            req.status, req.failure_reason = CertificateRequest.Status.FAILED, reason
+            req.save(update_fields=["status", "failure_reason"])
+            events.append(("certificate.failed", "signer", f"request:{req.pk}", {"reason": reason}))
+        if events:
+            audit_record_many(events)
+    ids = [req.pk for req in requests]
+    for request_id in ids:
+        failpoint("after_intent_commit", request_id)
+
+    # Tx B: sign each stored TBS, store the certificates, mark the requests issued.
+    with transaction.atomic():
+        signing = list(
+            CertificateRequest.objects.select_for_update(of=("self",), skip_locked=True)
+            .select_related("ca", "intent")
+            .filter(pk__in=ids, status=CertificateRequest.Status.SIGNING)
+            .order_by("pk")
+        )
+        certs, issued, events = [], [], []
+        for req in signing:
+            try:
+                cert = _certificate_sign(req, req.intent, keys[req.ca_id])
+            except PkiError as exc:
+                req.status, req.failure_reason = CertificateRequest.Status.FAILED, str(exc)
+                req.save(update_fields=["status", "failure_reason"])
+                events.append(("certificate.failed", "signer", f"request:{req.pk}", {"reason": str(exc)}))
+                continue
+            failpoint("after_sign", req.pk)
+            certs.append(cert)
+            issued.append(req)
+            events.append(_issued_event(req, cert))
+        Certificate.objects.bulk_create(certs)
+        CertificateRequest.objects.filter(pk__in=[r.pk for r in issued]).update(status=CertificateRequest.Status.ISSUED)
+        if events:
+            audit_record_many(events)
+        for req in issued:
+            if req.announce_issued:
+                transaction.on_commit(functools.partial(_announce_issued, req.pk))
+    for request_id in ids:
+        failpoint("after_store", request_id)
+    return len(requests)
+
+
+def requests_requeue_stale(*, older_than: timedelta) -> int:
+    """Wake the signer for requests that have waited too long (lost message, broker down, worker killed).
+
+    The claim is a conditional UPDATE on ``queued_at``, so two sweepers never count one request
+    twice in the same round; a duplicate drain would be harmless anyway.
     """
     cutoff = timezone.now() - older_than
     stale = CertificateRequest.objects.filter(
         status__in=[CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING], queued_at__lt=cutoff
     ).values_list("pk", "queued_at")[:1000]
-    queued = 0
+    claimed = 0
     for pk, queued_at in list(stale):
-        claimed = CertificateRequest.objects.filter(pk=pk, queued_at=queued_at).update(
+        claimed += CertificateRequest.objects.filter(pk=pk, queued_at=queued_at).update(
             queued_at=timezone.now(), attempts=F("attempts") + 1
         )
-        if claimed == 1 and enqueue_issue(pk):
-            queued += 1
-    if queued:
-        log.info("sweeper queued %s stale request(s) again", queued)
-    return queued
+    if claimed and signer_wakeup(force=True):
+        log.info("sweeper queued %s stale request(s) again", claimed)
+        return claimed
+    return 0

@@ -10,7 +10,7 @@ from django.db import DatabaseError
 
 
 @shared_task(
-    name="authority.certificate_issue",
+    name="authority.certificates_issue_pending",
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(DatabaseError,),
@@ -18,10 +18,11 @@ from django.db import DatabaseError
     retry_backoff_max=60,
     max_retries=10,
 )
-def certificate_issue_task(request_id: int) -> None:
+def certificates_issue_pending_task() -> int:
+    """The signer's drain: no arguments, since it works on whatever is pending."""
     from ca_portal.authority import services
 
-    services.certificate_issue(request_id=request_id)
+    return services.certificates_issue_pending()
 
 
 @shared_task(name="authority.requests_requeue_stale", ignore_result=True)

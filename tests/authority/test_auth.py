@@ -103,6 +103,23 @@ def test_an_idle_session_is_sent_to_sign_in(client: Client, owner: Any) -> None:
     assert response["Location"] == "/login/?next=/peers/"
 
 
+def test_an_active_session_ends_after_the_absolute_timeout(client: Client, owner: Any) -> None:
+    """However busy the user is, a session ends SESSION_ABSOLUTE_SECONDS after sign-in (ASVS 7.3.2)."""
+    from ca_portal.authority.middleware import LOGIN_AT_KEY
+
+    _sign_in(client, "alice")
+    assert client.get("/peers/").status_code == 200
+    session = client.session
+    session[LOGIN_AT_KEY] = session[LOGIN_AT_KEY] - settings.SESSION_ABSOLUTE_SECONDS - 1
+    session.save()
+
+    response = client.get("/peers/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/login/?next=/peers/"
+    assert client.get("/peers/").status_code == 302, "the session is gone, not just this one request"
+
+
 def test_the_old_cookie_is_dead_after_sign_out(client: Client, owner: Any) -> None:
     _sign_in(client, "alice")
     old = client.cookies[settings.SESSION_COOKIE_NAME].value

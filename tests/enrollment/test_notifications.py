@@ -121,7 +121,7 @@ def notices(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
     monkeypatch.setattr(peer_notify_task, "apply_async", notify)
     monkeypatch.setattr(app, "send_task", send_task)
-    monkeypatch.setattr(authority_services, "enqueue_issue", lambda request_id: True)
+    monkeypatch.setattr(authority_services, "signer_wakeup", lambda **kw: True)
     return sent
 
 
@@ -190,7 +190,7 @@ def test_a_broker_that_is_down_loses_the_notice_but_not_the_decision(
         raise ConnectionRefusedError("broker down")
 
     monkeypatch.setattr(peer_notify_task, "apply_async", down)
-    monkeypatch.setattr(authority_services, "enqueue_issue", lambda request_id: True)
+    monkeypatch.setattr(authority_services, "signer_wakeup", lambda **kw: True)
     peer = _peer(owner)
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -80,7 +80,7 @@ def test_it_passes_the_validity_on(ca: CertificateAuthority, owner: Any, admin: 
     assert approved.certificate_request.validity_days == 30
 
 
-def test_it_queues_only_the_request_id_after_commit(
+def test_it_wakes_the_signer_only_after_commit_with_no_payload(
     ca: CertificateAuthority,
     owner: Any,
     admin: Any,
@@ -88,7 +88,7 @@ def test_it_queues_only_the_request_id_after_commit(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     sent: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(tasks.certificate_issue_task, "apply_async", lambda *a, **kw: sent.append((a, kw)))
+    monkeypatch.setattr(tasks.certificates_issue_pending_task, "apply_async", lambda *a, **kw: sent.append((a, kw)))
     peer = _register(owner)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -98,7 +98,7 @@ def test_it_queues_only_the_request_id_after_commit(
         callback()
 
     assert approved.certificate_request is not None
-    assert sent == [(((approved.certificate_request.pk,),), {"retry": False})]
+    assert sent == [((), {"retry": False})]  # the message carries nothing: no id, no key, no PEM
 
 
 def test_it_approves_even_when_the_broker_is_down(
@@ -111,7 +111,7 @@ def test_it_approves_even_when_the_broker_is_down(
     def down(*args: Any, **kwargs: Any) -> None:
         raise ConnectionRefusedError("broker down")
 
-    monkeypatch.setattr(tasks.certificate_issue_task, "apply_async", down)
+    monkeypatch.setattr(tasks.certificates_issue_pending_task, "apply_async", down)
     peer = _register(owner)
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -285,6 +285,21 @@ def test_it_refuses_a_bad_csr(client: Client, owner: Any, csr: str, message: str
     _refused(client, "csr", message, csr=fixture_bytes(csr).decode())
 
 
+def test_it_never_sends_a_pasted_private_key_back(client: Client, owner: Any) -> None:
+    login(client, owner)
+    key = fixture_bytes("client-rsa2048.key").decode()
+
+    response = client.post(
+        "/peers/new/", {"fqdn": "client.example.com", "kind": "client", "key_source": "csr", "csr": key}
+    )
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "this is a private key" in body
+    assert "PRIVATE KEY-----" not in body
+    assert key.splitlines()[1] not in body
+
+
 def test_it_refuses_a_bad_uploaded_csr_on_the_csr_field(client: Client, owner: Any) -> None:
     login(client, owner)
     upload = SimpleUploadedFile("weak.csr", fixture_bytes("weak-rsa1024.csr"))

@@ -59,8 +59,13 @@ def test_it_survives_a_pool_child_killed_at_every_failpoint(stack: Stack, tmp_pa
     n = 6
     stack.driver("submit", str(n))
     state = stack.wait_for(all_issued(n), timeout=120)
-    fired = sorted(p.name.rsplit("-", 1)[0] for p in markers.iterdir())
-    assert fired == sorted(POINTS * n), "every failpoint must have killed the worker once per request"
+    fired = [p.name.rsplit("-", 1)[0] for p in markers.iterdir()]
+    # Before the certificates are stored, every request meets every failpoint once, each kill
+    # undoing the open transaction. "after_store" follows the commit of a whole batch, so once it
+    # has killed the worker there is nothing left to redo for the batch's other requests.
+    for point in ("before_intent", "after_intent_commit", "after_sign"):
+        assert fired.count(point) == n, f"{point} must have killed the worker once per request"
+    assert fired.count("after_store") >= 1
     assert_invariants(state, n)
     assert stack.worker_alive(), "the main worker process replaces killed children and keeps running"
 
