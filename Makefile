@@ -31,7 +31,8 @@ test-embedded:
 	$(BIN)/pytest -q
 
 test-postgres:
-	DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q -m "not integration and not browser" tests/authority tests/enrollment
+	DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q -m "not integration and not browser" \
+		tests/authority tests/enrollment tests/api tests/test_authz_matrix.py tests/test_csrf.py
 
 lint: setup
 	$(BIN)/ruff check .
