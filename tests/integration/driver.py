@@ -2,6 +2,8 @@
 
 python tests/integration/driver.py submit N        -> JSON list of request ids
 python tests/integration/driver.py status          -> JSON with counts and invariant checks
+python tests/integration/driver.py portal FQDN     -> a peer whose key the signer makes: {"peer", "passphrase"}
+python tests/integration/driver.py approve PEER    -> approve it as a CA admin
 """
 
 from __future__ import annotations
@@ -77,11 +79,39 @@ def status() -> dict[str, object]:
     }
 
 
+def portal(fqdn: str) -> dict[str, object]:
+    from django.contrib.auth.models import Group, User
+
+    from enrollment.services import peer_register_full
+
+    owner, _ = User.objects.get_or_create(username="driver-owner", defaults={"email": "owner@example.org"})
+    registration = peer_register_full(
+        owner=owner, fqdn=fqdn, kind="client", networks=[], address=None, csr_pem=None, actor="driver"
+    )
+    admin, created = User.objects.get_or_create(username="driver-admin")
+    if created:
+        admin.groups.add(Group.objects.get(name="ca-admin"))
+    return {"peer": registration.peer.pk, "passphrase": registration.key_passphrase}
+
+
+def approve(peer_id: int) -> dict[str, object]:
+    from django.contrib.auth.models import User
+
+    from enrollment.services import peer_approve
+
+    peer = peer_approve(peer_id=peer_id, approver=User.objects.get(username="driver-admin"), actor="driver")
+    return {"peer": peer.pk, "status": peer.status}
+
+
 if __name__ == "__main__":
     command = sys.argv[1]
     if command == "submit":
         print(json.dumps(submit(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "host")))
     elif command == "status":
         print(json.dumps(status()))
+    elif command == "portal":
+        print(json.dumps(portal(sys.argv[2])))
+    elif command == "approve":
+        print(json.dumps(approve(int(sys.argv[2]))))
     else:
         raise SystemExit(f"unknown command {command}")

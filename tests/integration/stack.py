@@ -91,7 +91,9 @@ class Stack:
             raise AssertionError(f"driver {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def start_worker(self, *, concurrency: int = 1, failpoints: str = "", queues: str = "signer,render") -> None:
+    def start_worker(
+        self, *, concurrency: int = 1, failpoints: str = "", queues: str = "signer,render", loglevel: str = "INFO"
+    ) -> None:
         env = dict(self.env)
         if failpoints:
             env["CA_PORTAL_FAILPOINTS"] = failpoints
@@ -99,7 +101,7 @@ class Stack:
         self.worker = subprocess.Popen(
             [
                 str(BIN / "celery"), "-A", "ca_portal", "worker", "-Q", queues, "-c", str(concurrency),
-                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", loglevel,
                 "-n", f"it-{secrets.token_hex(3)}@%h",
             ],
             env=env,
