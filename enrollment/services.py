@@ -269,7 +269,7 @@ def peer_approve(
         allow_self_approval = self_approval_allowed(policy)
     refused = False
     with transaction.atomic():
-        peer = Peer.objects.select_for_update().get(pk=peer_id)
+        peer = Peer.objects.select_for_update(of=("self",)).select_related("owner").get(pk=peer_id)
         if peer.decision != Peer.Decision.PENDING:
             raise EnrollmentError(f"{peer.fqdn} is {peer.status}, not pending", status=409)
         if not peer.key_ready:
@@ -303,8 +303,7 @@ def peer_approve(
         # Recorded in its own transaction: a refused attempt is a security event (T29, T32).
         audit_record("peer.approve_refused", actor=actor_name(actor), target=f"peer:{peer_id}", reason="self-approval")
         raise EnrollmentError("you cannot approve a request you filed yourself", status=403)
-    peer.refresh_from_db()
-    return peer
+    return peer_fresh(peer.pk)
 
 
 def peer_reject(*, peer_id: int, approver: User, reason: str, actor: Actor) -> Peer:
@@ -326,8 +325,12 @@ def peer_reject(*, peer_id: int, approver: User, reason: str, actor: Actor) -> P
         )
         audit_record("peer.rejected", actor=actor_name(actor), target=f"peer:{peer.pk}", reason=reason)
         transaction.on_commit(lambda: _notify_later(peer.pk, "rejected"))
-    peer.refresh_from_db()
-    return peer
+    return peer_fresh(peer.pk)
+
+
+def peer_fresh(peer_id: int) -> Peer:
+    """The peer as committed, with what pages and the API show of it, in one query."""
+    return Peer.objects.select_related("owner", "decided_by", "certificate_request__certificate").get(pk=peer_id)
 
 
 # --- notifications ---------------------------------------------------------------------------

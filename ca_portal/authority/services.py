@@ -192,7 +192,8 @@ def certificate_request_create(
     vetted = vet_csr(csr_pem, fqdn=fqdn)
     days = settings.CA_DEFAULT_VALIDITY_DAYS if validity_days is None else validity_days
     leaf_validity(timezone.now(), days, ca.not_after)  # refuse now, not later in the worker
-    with transaction.atomic():
+    # No savepoint: inside peer_approve's transaction a failure here fails the approval anyway.
+    with transaction.atomic(savepoint=False):
         request = CertificateRequest.objects.create(
             ca=ca,
             fqdn=fqdn,
