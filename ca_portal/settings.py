@@ -251,6 +251,7 @@ else:
     for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT = "ca_portal.broker:Transport"  # atomic message files, see ca_portal/broker.py
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
