@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from time import monotonic
+from time import monotonic_ns
 from typing import Any
 
 from kombu.exceptions import ChannelError
@@ -22,7 +22,9 @@ from kombu.utils.json import dumps
 
 class Channel(filesystem.Channel):
     def _put(self, queue: str, payload: dict[str, Any], **kwargs: Any) -> None:  # type: ignore[override]
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # Zero-padded nanoseconds: the consumer takes files in name order, so this keeps them
+        # first in, first out (kombu's unpadded milliseconds tie, then fall back to the uuid).
+        name = f"{monotonic_ns():020d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         # A leading dot and no ".msg" ending: _get's "<anything>.<queue>.msg" match never picks it up.
         temporary = os.path.join(self.data_folder_out, f".{uuid.uuid4()}.partial")

@@ -45,3 +45,11 @@ def test_it_never_shows_a_consumer_a_partly_written_message(tmp_path: Path, monk
         assert [len(names) for names in seen_while_writing] == [0, 1]
         assert all(".partial" not in n for n in os.listdir(tmp_path))
         assert [channel._get("signer")["n"] for _ in range(2)] == [1, 2]
+
+
+def test_it_hands_out_messages_first_in_first_out(tmp_path: Path) -> None:
+    with _connection(tmp_path) as conn:
+        channel = conn.default_channel
+        for n in range(50):
+            channel._put("signer", {"n": n})
+        assert [channel._get("signer")["n"] for _ in range(50)] == list(range(50))
