@@ -1,0 +1,343 @@
+"""What a bundle is rendered from: plain, validated values (no Django, no clock, no randomness).
+
+Every value that can reach a generated file passes an allow-list here, once, when the spec is
+built (``validate_*`` and the ``__post_init__`` checks). The renderers may then trust their
+input; the templates still quote where a format has quoting, and the readers in
+``bundles/renderers/readers`` prove in tests that no value can change a file's structure.
+
+Allow-lists (ipsec-formats.md §8):
+- FQDN: ``ca_portal.pki.names.validate_fqdn`` (lower-case LDH, ≤ 127 bytes).
+- addresses and networks: ``ipaddress``; IPv4 only for now (isakmpd IPV4_ADDR_SUBNET, ipf),
+  networks strict (host bits zero), no zone ids, no loopback/multicast/unspecified addresses
+  for a gateway.
+- interface names: ``^[a-z][a-z0-9]{0,13}[0-9]$`` (OpenBSD/FreeBSD driver name + unit, e.g.
+  em0, vio0, vlan100), or a pf interface group ``egress``.
+- service names (pf macros): ``^[a-z][a-z0-9_]{0,23}$`` minus pf keywords.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from ca_portal.pki.errors import PkiError
+from ca_portal.pki.names import validate_fqdn
+
+
+class SpecRejected(ValueError):
+    """A value may not go into a generated file. ``field`` names the input; the message is user-safe."""
+
+    def __init__(self, message: str, *, field: str = "__all__") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --- crypto suites ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One IKE/ESP algorithm choice, spelled for every daemon we write files for.
+
+    ``isakmp_transform`` and ``quick_mode_suite`` are isakmpd's built-in names (§1.3); the
+    KeyNote values are the action attributes isakmpd sets (§2.4) for that ESP transform.
+    """
+
+    key: str
+    label: str
+    isakmp_transform: str
+    quick_mode_suite: str
+    keynote_enc: str
+    keynote_auth: str
+    pfs: bool
+    iked_ikesa: str
+    iked_childsa: str
+    swanctl_proposals: str
+    swanctl_esp_proposals: str
+    legacy: bool = False
+
+
+SUITES: dict[str, Suite] = {
+    s.key: s
+    for s in (
+        Suite(
+            key="aes256-sha256-modp2048",
+            label="AES-256, SHA2-256, DH group 14 (MODP 2048), PFS (default)",
+            isakmp_transform="AES-256-SHA2-256-GRP14-RSA_SIG",
+            quick_mode_suite="QM-ESP-AES-256-SHA2-256-PFS-GRP14-SUITE",
+            keynote_enc="aes",
+            keynote_auth="hmac-sha2-256",
+            pfs=True,
+            iked_ikesa="enc aes-256 auth hmac-sha2-256 prf hmac-sha2-256 group modp2048",
+            iked_childsa="enc aes-256 auth hmac-sha2-256 group modp2048",
+            swanctl_proposals="aes256-sha256-modp2048",
+            swanctl_esp_proposals="aes256-sha256-modp2048",
+        ),
+        Suite(
+            key="aes256-sha384-ecp384",
+            label="AES-256, SHA2-384, DH group 20 (ECP 384), PFS",
+            isakmp_transform="AES-256-SHA2-384-GRP20-RSA_SIG",
+            quick_mode_suite="QM-ESP-AES-256-SHA2-384-PFS-GRP20-SUITE",
+            keynote_enc="aes",
+            keynote_auth="hmac-sha2-384",
+            pfs=True,
+            iked_ikesa="enc aes-256 auth hmac-sha2-384 prf hmac-sha2-384 group ecp384",
+            iked_childsa="enc aes-256 auth hmac-sha2-384 group ecp384",
+            swanctl_proposals="aes256-sha384-ecp384",
+            swanctl_esp_proposals="aes256-sha384-ecp384",
+        ),
+        Suite(
+            key="aes256-sha256-ecp256",
+            label="AES-256, SHA2-256, DH group 19 (ECP 256), PFS",
+            isakmp_transform="AES-256-SHA2-256-GRP19-RSA_SIG",
+            quick_mode_suite="QM-ESP-AES-256-SHA2-256-PFS-GRP19-SUITE",
+            keynote_enc="aes",
+            keynote_auth="hmac-sha2-256",
+            pfs=True,
+            iked_ikesa="enc aes-256 auth hmac-sha2-256 prf hmac-sha2-256 group ecp256",
+            iked_childsa="enc aes-256 auth hmac-sha2-256 group ecp256",
+            swanctl_proposals="aes256-sha256-ecp256",
+            swanctl_esp_proposals="aes256-sha256-ecp256",
+        ),
+        Suite(
+            key="aes128-sha256-modp3072",
+            label="AES-128, SHA2-256, DH group 15 (MODP 3072), PFS",
+            isakmp_transform="AES-128-SHA2-256-GRP15-RSA_SIG",
+            quick_mode_suite="QM-ESP-AES-128-SHA2-256-PFS-GRP15-SUITE",
+            keynote_enc="aes",
+            keynote_auth="hmac-sha2-256",
+            pfs=True,
+            iked_ikesa="enc aes-128 auth hmac-sha2-256 prf hmac-sha2-256 group modp3072",
+            iked_childsa="enc aes-128 auth hmac-sha2-256 group modp3072",
+            swanctl_proposals="aes128-sha256-modp3072",
+            swanctl_esp_proposals="aes128-sha256-modp3072",
+        ),
+        Suite(
+            key="legacy-3des-sha1-modp1024",
+            label="LEGACY 3DES, SHA-1, MODP 1024 (the case study's 2002 suite; broken, interoperability only)",
+            isakmp_transform="3DES-SHA-GRP2-RSA_SIG",
+            quick_mode_suite="QM-ESP-3DES-SHA-PFS-GRP2-SUITE",
+            keynote_enc="3des",
+            keynote_auth="hmac-sha",
+            pfs=True,
+            iked_ikesa="enc 3des auth hmac-sha1 prf hmac-sha1 group modp1024",
+            iked_childsa="enc 3des auth hmac-sha1 group modp1024",
+            swanctl_proposals="3des-sha1-modp1024",
+            swanctl_esp_proposals="3des-sha1-modp1024",
+            legacy=True,
+        ),
+    )
+}
+DEFAULT_SUITE = "aes256-sha256-modp2048"
+
+# Algorithm names that mark a suite as weak (ipsec-formats.md §1.7); the structural checks in the
+# tests refuse any of them in a file rendered without the legacy switch.
+WEAK_TOKENS = ("3DES", "DES", "MD5", "BLF", "CAST", "GRP1", "GRP2", "GRP5", "MODP_768", "MODP_1024", "MODP_1536")
+
+
+def suite_for(key: str, *, legacy_allowed: bool) -> Suite:
+    try:
+        suite = SUITES[key]
+    except KeyError:
+        raise SpecRejected(f"unknown crypto suite {key[:40]!r}", field="suite") from None
+    if suite.legacy and not legacy_allowed:
+        raise SpecRejected("this suite is legacy; turn on the legacy switch first", field="suite")
+    return suite
+
+
+# --- value allow-lists ------------------------------------------------------------------------
+
+_IFNAME = re.compile(r"[a-z][a-z0-9]{0,13}[0-9]")
+_IFGROUPS = frozenset({"egress"})
+_SERVICE_NAME = re.compile(r"[a-z][a-z0-9_]{0,23}")
+# pf/ipf words a macro name must not shadow (pf.conf(5) grammar keywords we might emit).
+_RESERVED = frozenset(
+    {
+        "all", "any", "block", "pass", "match", "in", "out", "on", "from", "to", "port", "proto", "keep",
+        "state", "quick", "log", "table", "set", "skip", "tcp", "udp", "esp", "icmp", "self", "egress",
+        "ext_if", "int_if", "gw_addr", "lan", "vpn_nets", "ssh", "domain", "isakmp", "enc0", "lo",
+    }
+)  # fmt: skip
+PROTOCOLS = ("tcp", "udp", "tcp-udp")
+MAX_NETWORKS = 64
+MAX_SERVICES = 32
+MAX_PORTS = 16
+
+
+def validate_fqdn_field(value: str, *, field: str = "fqdn") -> str:
+    try:
+        return validate_fqdn(value)
+    except PkiError as exc:
+        raise SpecRejected(str(exc), field=field) from None
+
+
+def validate_ifname(value: str, *, field: str) -> str:
+    if not isinstance(value, str) or not (_IFNAME.fullmatch(value) or value in _IFGROUPS):
+        raise SpecRejected(
+            "an interface name is a driver name and unit number, like em0, vio0 or vlan100 (or the pf group egress)",
+            field=field,
+        )
+    return value
+
+
+def validate_ipv4(value: str, *, field: str, public: bool = False) -> str:
+    if not isinstance(value, str) or not value.isascii() or value != value.strip():
+        raise SpecRejected("not an IPv4 address", field=field)
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise SpecRejected(f"{value[:50]!r} is not an IPv4 address", field=field) from None
+    if address.is_unspecified or address.is_loopback or address.is_multicast or address.is_reserved:
+        raise SpecRejected(f"{address} cannot be used here", field=field)
+    if public and address.is_link_local:
+        raise SpecRejected(f"{address} is link-local; give the gateway's public address", field=field)
+    return str(address)
+
+
+def validate_ipv4_network(value: str, *, field: str) -> str:
+    if not isinstance(value, str) or not value.isascii() or value != value.strip():
+        raise SpecRejected("not an IPv4 network", field=field)
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise SpecRejected(f"{value[:50]!r} is not an IPv4 network in CIDR form ({exc})", field=field) from None
+    if network.prefixlen == 0:
+        raise SpecRejected("0.0.0.0/0 is not a protected network", field=field)
+    return str(network)
+
+
+def validate_service_name(value: str, *, field: str = "services") -> str:
+    if not isinstance(value, str) or not _SERVICE_NAME.fullmatch(value) or value in _RESERVED:
+        raise SpecRejected(
+            "a service name is 1-24 lower-case letters, digits or _, starting with a letter, and not a pf keyword",
+            field=field,
+        )
+    return value
+
+
+# --- the spec -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Service:
+    """A host behind the gateway that roaming peers may reach, like the case study's proxy or DNS."""
+
+    name: str
+    address: str
+    protocol: str  # tcp | udp | tcp-udp
+    ports: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        validate_service_name(self.name)
+        validate_ipv4(self.address, field="services")
+        if self.protocol not in PROTOCOLS:
+            raise SpecRejected(f"protocol must be one of {', '.join(PROTOCOLS)}", field="services")
+        if not self.ports or len(self.ports) > MAX_PORTS:
+            raise SpecRejected(f"a service needs 1 to {MAX_PORTS} ports", field="services")
+        for port in self.ports:
+            if type(port) is not int or not 1 <= port <= 65535:
+                raise SpecRejected("ports are numbers from 1 to 65535", field="services")
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        return ("tcp", "udp") if self.protocol == "tcp-udp" else (self.protocol,)
+
+
+def _networks(values: tuple[str, ...], *, field: str) -> tuple[str, ...]:
+    if len(values) > MAX_NETWORKS:
+        raise SpecRejected(f"at most {MAX_NETWORKS} networks", field=field)
+    return tuple(validate_ipv4_network(v, field=field) for v in values)
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The VPN gateway (the ``server`` peer) as every bundle sees it."""
+
+    fqdn: str
+    address: str
+    networks: tuple[str, ...]
+    ext_if: str = "em0"
+    int_if: str = "em1"
+
+    def __post_init__(self) -> None:
+        validate_fqdn_field(self.fqdn, field="gateway")
+        validate_ipv4(self.address, field="address", public=True)
+        if not self.networks:
+            raise SpecRejected("the gateway needs at least one protected network", field="networks")
+        _networks(self.networks, field="networks")
+        validate_ifname(self.ext_if, field="ext_if")
+        validate_ifname(self.int_if, field="int_if")
+        if self.ext_if == self.int_if:
+            raise SpecRejected("the external and internal interfaces must differ", field="int_if")
+
+
+@dataclass(frozen=True)
+class Site:
+    """Everything site-wide: the CA, the gateway, the crypto suite, the firewall services."""
+
+    ca_name: str  # the CA's common name, for comments and README text only
+    ca_cert_pem: str
+    ca_cert_der_b64: str  # base64 of the CA certificate's DER, no newlines (KeyNote x509-base64:)
+    gateway: Gateway
+    suite: Suite
+    services: tuple[Service, ...] = ()
+    admin_hosts: tuple[str, ...] = ()  # may ssh to peers and the gateway's inside
+    remote_id_check: bool = False
+    issued_clients: tuple[str, ...] = ()  # FQDNs for the gateway's remote_id list, sorted, unique
+    portal_url: str = ""
+    crl_pem: str = ""  # empty until a CRL exists
+
+    def __post_init__(self) -> None:
+        if len(self.services) > MAX_SERVICES:
+            raise SpecRejected(f"at most {MAX_SERVICES} services", field="services")
+        names = [s.name for s in self.services]
+        if len(set(names)) != len(names):
+            raise SpecRejected("service names must be unique", field="services")
+        for host in self.admin_hosts:
+            validate_ipv4(host, field="admin_hosts")
+        for fqdn in self.issued_clients:
+            validate_fqdn_field(fqdn, field="issued_clients")
+        if list(self.issued_clients) != sorted(set(self.issued_clients)):
+            raise SpecRejected("issued_clients must be sorted and unique", field="issued_clients")
+        if not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", self.ca_cert_der_b64):
+            raise SpecRejected("the CA certificate is not base64 DER", field="ca")
+        if not re.fullmatch(r"[ -~]{1,64}", self.ca_name):
+            raise SpecRejected("the CA name must be printable ASCII", field="ca")
+
+    @property
+    def legacy(self) -> bool:
+        return self.suite.legacy
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """The peer whose bundle this is (a client, or the gateway itself when ``kind == "server"``)."""
+
+    fqdn: str
+    kind: str  # client | server
+    cert_pem: str
+    networks: tuple[str, ...] = ()
+    address: str | None = None  # a client's own public address; None leaves @@MY_IP_ADDRESS@@
+    ext_if: str = "em0"  # a client's outside interface (ipf.rules)
+    int_if: str | None = None  # a client gateway's inside interface (ipf.rules); None for a host
+    portal_key_pem: str | None = None  # encrypted PKCS#8 PEM, only in the first download
+
+    def __post_init__(self) -> None:
+        validate_fqdn_field(self.fqdn)
+        if self.kind not in ("client", "server"):
+            raise SpecRejected("kind must be client or server", field="kind")
+        _networks(self.networks, field="networks")
+        if self.address is not None:
+            validate_ipv4(self.address, field="address")
+        validate_ifname(self.ext_if, field="ext_if")
+        if self.int_if is not None:
+            validate_ifname(self.int_if, field="int_if")
+            if self.int_if == self.ext_if:
+                raise SpecRejected("the external and internal interfaces must differ", field="int_if")
+        if self.portal_key_pem is not None and "BEGIN ENCRYPTED PRIVATE KEY" not in self.portal_key_pem:
+            raise SpecRejected("a portal-made key goes into a bundle only encrypted", field="portal_key")
+
+    @property
+    def is_gateway(self) -> bool:
+        return self.kind == "server"
