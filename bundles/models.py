@@ -1,1 +1,125 @@
-"""Bundle models arrive with the bundles issue (renderers, zip builder, downloads)."""
+"""Bundles: the site profile every file is rendered from, the rendered versions, downloads and links."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from bundles.renderers.spec import DEFAULT_SUITE
+from ca_portal.authority.models import Certificate
+from enrollment.models import Peer
+
+
+class SiteProfile(models.Model):
+    """The site-wide inputs of every bundle, one row (pk=1), edited by CA admins.
+
+    ``generation`` is bumped by every change; a bundle rendered from an older generation is
+    stale and the render sweeper makes a new one (that is how 1,000 bundles follow a suite change).
+    """
+
+    gateway = models.ForeignKey(
+        Peer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", limit_choices_to={"kind": "server"}
+    )
+    ext_if = models.CharField(max_length=16, default="em0", help_text="the gateway's outside interface (pf)")
+    int_if = models.CharField(max_length=16, default="em1", help_text="the gateway's inside interface (pf)")
+    client_ext_if = models.CharField(max_length=16, default="em0", help_text="clients' outside interface (ipf)")
+    client_int_if = models.CharField(max_length=16, default="em1", help_text="client gateways' inside interface (ipf)")
+    suite = models.CharField(max_length=40, default=DEFAULT_SUITE)
+    legacy_allowed = models.BooleanField(default=False)
+    remote_id_check = models.BooleanField(
+        default=True, help_text="the gateway's policy names every issued peer's FQDN (the case study's extra check)"
+    )
+    services = models.JSONField(default=list, blank=True)
+    admin_hosts = models.JSONField(default=list, blank=True)
+    generation = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return "site profile"
+
+
+class Bundle(models.Model):
+    """One rendered version of a peer's files (without any private key; that joins at download).
+
+    A new version is made only when the content changes, so versions are a history of real changes
+    and the page can show the difference from the previous one.
+    """
+
+    peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="bundles")
+    version = models.PositiveIntegerField()
+    files = models.JSONField(help_text="[{path, mode, text}] sorted by path")
+    sha256 = models.CharField(max_length=64, help_text="of the zip without a private key")
+    certificate = models.ForeignKey(Certificate, on_delete=models.PROTECT, related_name="bundles")
+    site_generation = models.PositiveIntegerField()
+    peers_digest = models.CharField(max_length=64, blank=True, help_text="the gateway's: issued peers it names")
+    suite = models.CharField(max_length=40)
+    legacy = models.BooleanField(default=False)
+    lists_key = models.BooleanField(default=False, help_text="README and SHA256SUMS expect the portal-made key")
+    created_at = models.DateTimeField(auto_now_add=True)
+    checked_at = models.DateTimeField(help_text="last time a render found this version current")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["peer", "version"], name="one_bundle_version")]
+        indexes = [models.Index(fields=["peer", "-version"])]
+
+    def __str__(self) -> str:
+        return f"{self.peer.fqdn} v{self.version}"
+
+    def text_of(self, path: str) -> str | None:
+        for entry in self.files:
+            if entry["path"] == path:
+                return str(entry["text"])
+        return None
+
+
+class BundleDownload(models.Model):
+    """Who took which bytes of which bundle, when and from where (also in the audit log)."""
+
+    class Via(models.TextChoices):
+        PAGE = "page", "peer page"
+        API = "api", "API"
+        LINK = "link", "one-time link"
+
+    bundle = models.ForeignKey(Bundle, on_delete=models.PROTECT, related_name="downloads")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64)
+    via = models.CharField(max_length=8, choices=Via.choices)
+    with_key = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.bundle} by {self.user_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class DownloadLink(models.Model):
+    """A one-time, expiring link to a peer's bundle, bound to the user who made it (T24).
+
+    Only the SHA-256 of the 256-bit token is stored; redemption is one conditional UPDATE.
+    """
+
+    peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="download_links")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"link for {self.peer_id} ({'used' if self.used_at else 'open'})"
+
+
+class RenderClaim(models.Model):
+    """A render queued for a peer and not started yet, so sweeps during a backlog do not queue it twice.
+
+    Cleared when the render starts; a claim older than the requeue interval is ignored (lost message).
+    """
+
+    peer = models.OneToOneField(Peer, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    queued_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"render claim {self.peer_id}"

@@ -296,4 +296,5 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("v1/", include("ca_portal.authority.api")),
     path("v1/", include("enrollment.api")),
+    path("v1/", include("bundles.api")),
 ]

@@ -235,6 +235,8 @@ CA_KEY_PASSPHRASE_FILE = env_path("CA_KEY_PASSPHRASE_FILE", VAR_DIR / "ca-key-pa
 CA_CRL_URL = f"{SITE_URL}/crl.der"
 CA_DEFAULT_VALIDITY_DAYS = env_int("CA_DEFAULT_VALIDITY_DAYS", 365, minimum=1, maximum=825)
 # A request still pending or signing after this long is queued again by the sweeper.
+# Site overrides of templates/configs/ (same relative names, e.g. isakmpd/gateway.conf.j2).
+CONFIG_TEMPLATE_OVERRIDES = env_path("CA_PORTAL_CONFIG_TEMPLATES", VAR_DIR / "configs")
 CA_REQUEUE_AFTER_SECONDS = env_int("CA_REQUEUE_AFTER_SECONDS", 60, minimum=5, maximum=86400)
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -287,6 +289,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-requests": {"task": "authority.requests_requeue_stale", "schedule": 30.0},
     "requeue-stale-portal-keys": {"task": "enrollment.portal_keys_requeue_stale", "schedule": 30.0},
+    "render-stale-bundles": {"task": "bundles.bundles_render_stale", "schedule": 30.0},
 }
 
 LOGGING = {

@@ -14,5 +14,6 @@ urlpatterns = [
     path("ca/", authority_views.ca_detail, name="ca-detail"),
     path("healthz", authority_views.healthz, name="healthz"),
     path("peers/", include("enrollment.urls")),
+    path("bundles/", include("bundles.urls")),
     path("api/", include("ca_portal.api")),
 ]

@@ -377,7 +377,18 @@ def peer_issued_notify(*, request_id: int) -> bool:
     peer = Peer.objects.filter(certificate_request_id=request_id).first()
     if peer is None:  # a request made by sign_csr's path for no portal peer, or by tests
         return False
+    _bundles_sweep_soon()  # the new peer's bundle, and the gateway's (its remote_id list grew)
     return peer_notify(peer_id=peer.pk, event="issued")
+
+
+def _bundles_sweep_soon() -> None:
+    """Wake the bundles sweeper by task name (the bundles app builds on this one, not the reverse)."""
+    from ca_portal.celery import app
+
+    try:
+        app.send_task("bundles.bundles_render_stale", retry=False)
+    except Exception:
+        log.warning("broker unavailable; the periodic sweeper will render the bundles")
 
 
 def portal_keys_requeue_stale(*, older_than: timedelta) -> int:

@@ -31,8 +31,8 @@ NEXT_STEP = {
     "pending": "A CA admin has to approve the request. You get an email when they decide.",
     "approved": "Approved. The request is queued for the signer.",
     "signing": "The signer is signing your certificate right now.",
-    "issued": "Your certificate is ready. The download bundle with configs arrives in the next release; "
-    "until then fetch the certificate below.",
+    "issued": "Your certificate is ready. Open the bundle: the configs, the policy, the certificates and the "
+    "install script for this peer, in one zip.",
     "rejected": "A CA admin rejected this request. Fix what they name and register the FQDN again.",
     "failed": "Signing failed for the reason below. Register again, or ask a CA admin.",
 }

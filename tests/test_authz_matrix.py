@@ -21,10 +21,13 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from bundles.models import BundleDownload, DownloadLink
+from bundles.services import bundle_render
 from ca_portal.authority.models import AuditEvent, CertificateAuthority, CertificateRequest
 from ca_portal.authority.services import certificate_issue
 from enrollment.models import Peer
 from enrollment.services import peer_approve, peer_register
+from tests.bundles.conftest import issue
 from tests.conftest import fixture_bytes, login
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +64,29 @@ GET_MATRIX: dict[str, dict[str, int]] = {
     "api-peer-reject": {
         "owner": 405, "other_user": 405, "admin": 405, "second_admin": 405, "auditor": 405, "anonymous": 401,
     },
+    # Bundles: everyone who sees the peer reads the files; only the owner takes a client's zip.
+    "bundles:bundle": {
+        "owner": 200, "other_user": 404, "admin": 200, "second_admin": 200, "auditor": 200, "anonymous": LOGIN,
+    },
+    "bundles:download": dict.fromkeys(PERSONAS, 405),
+    "bundles:link-create": dict.fromkeys(PERSONAS, 405),
+    # A one-time link's path parameter is its token: an unknown token is 404 for every session.
+    "bundles:link": {
+        "owner": 404, "other_user": 404, "admin": 404, "second_admin": 404, "auditor": 404, "anonymous": LOGIN,
+    },
+    "api-peer-bundle": {
+        "owner": 200, "other_user": 404, "admin": 404, "second_admin": 404, "auditor": 404, "anonymous": 401,
+    },
 }  # fmt: skip
+
+# POST-only bundle endpoints: persona -> status for alice's ISSUED peer with a rendered bundle. Only
+# the owner gets the zip (200) or the link page (200); every refusal leaves no download and no link.
+BUNDLE_POST_MATRIX: dict[str, dict[str, int]] = {
+    "bundles:download": {"owner": 200, "other_user": 404, "admin": 403, "auditor": 403, "anonymous": LOGIN},
+    "bundles:link-create": {"owner": 200, "other_user": 404, "admin": 403, "auditor": 403, "anonymous": LOGIN},
+}
+# Object URLs that take both GET and POST and are covered elsewhere (tests/bundles/test_views.py).
+READ_WRITE = {"bundles:link"}
 
 # POST-only endpoints: url name -> (form or JSON body, persona -> status for a PENDING peer of alice's).
 # Every persona but the admins must be refused and leave the peer, the requests and the audit log as
@@ -143,7 +168,7 @@ def test_every_object_url_has_a_row() -> None:
 def test_every_post_only_url_has_a_post_row() -> None:
     post_only = {name for name, row in GET_MATRIX.items() if set(row.values()) - {401} == {405}}
 
-    assert post_only == set(POST_MATRIX)
+    assert post_only == set(POST_MATRIX) | set(BUNDLE_POST_MATRIX)
 
 
 def test_the_matrix_covers_the_peer_api() -> None:
@@ -177,13 +202,16 @@ def _register(owner: Any, fqdn: str, csr: str) -> Peer:
 
 
 @pytest.fixture
-def issued_peer(ca: CertificateAuthority, owner: Any, second_admin: Any) -> Peer:
+def issued_peer(ca: CertificateAuthority, owner: Any, admin: Any, second_admin: Any) -> Peer:
+    """alice's issued client, with a rendered bundle (so the bundle URLs have something to refuse)."""
+    issue(admin, second_admin, "www.example.com", kind="server", networks=("10.1.1.0/24",), address="192.0.34.72")
     peer = _register(owner, "client.example.com", "client-rsa2048.csr")
     approved = peer_approve(peer_id=peer.pk, approver=second_admin, actor=second_admin, enqueue=False)
     assert approved.certificate_request is not None
     assert certificate_issue(request_id=approved.certificate_request.pk) is not None
     approved.refresh_from_db()
     assert approved.status == "issued"
+    assert bundle_render(peer_id=approved.pk).bundle is not None
     return approved
 
 
@@ -251,7 +279,23 @@ def test_post_matrix(name: str, persona: str, ca: CertificateAuthority, owner: A
         assert _state(peer) == before, "a refused POST changed something"
 
 
-@pytest.mark.parametrize("name", sorted(set(GET_MATRIX) - set(POST_MATRIX)))
+@pytest.mark.parametrize(
+    ("name", "persona"), [(name, persona) for name, row in sorted(BUNDLE_POST_MATRIX.items()) for persona in row]
+)
+def test_bundle_post_matrix(name: str, persona: str, clients: dict[str, Client], issued_peer: Peer) -> None:
+    url = _url(object_routes()[name], issued_peer.pk)
+    before = (BundleDownload.objects.count(), DownloadLink.objects.count())
+
+    response = clients[persona].post(url)
+
+    assert response.status_code == BUNDLE_POST_MATRIX[name][persona], (persona, url)
+    if persona == "owner":
+        assert (BundleDownload.objects.count(), DownloadLink.objects.count()) != before
+    else:
+        assert (BundleDownload.objects.count(), DownloadLink.objects.count()) == before, "a refused POST changed state"
+
+
+@pytest.mark.parametrize("name", sorted(set(GET_MATRIX) - set(POST_MATRIX) - set(BUNDLE_POST_MATRIX) - READ_WRITE))
 def test_read_only_object_urls_refuse_post(name: str, owner: Any, clients: dict[str, Client]) -> None:
     route = object_routes()[name]
     peer = _register(owner, "pending.example.com", "client-nocn.csr")

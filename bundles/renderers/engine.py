@@ -68,7 +68,7 @@ def _cached(paths: tuple[str, ...]) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(list(paths)),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
+        autoescape=False,  # noqa: S701 - config files, not HTML; each format quotes through its own filter
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -85,7 +85,7 @@ def _cached(paths: tuple[str, ...]) -> jinja2.Environment:
 
 def environment(overrides: Sequence[str | Path] = ()) -> jinja2.Environment:
     """The shared environment for a search path (site overrides first, then the built-in templates)."""
-    paths = tuple(str(Path(p)) for p in overrides if Path(p).is_dir()) + (str(DEFAULT_TEMPLATES),)
+    paths = (*(str(Path(p)) for p in overrides if Path(p).is_dir()), str(DEFAULT_TEMPLATES))
     return _cached(paths)
 
 

@@ -151,12 +151,23 @@ def suite_for(key: str, *, legacy_allowed: bool) -> Suite:
 _IFNAME = re.compile(r"[a-z][a-z0-9]{0,13}[0-9]")
 _IFGROUPS = frozenset({"egress"})
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9_]{0,23}")
-# pf/ipf words a macro name must not shadow (pf.conf(5) grammar keywords we might emit).
-_RESERVED = frozenset(
+# Words a service name (it becomes a pf macro name) must not be: pf.conf's grammar keywords, which
+# pfctl refuses as macro names, plus the macros and service names our own templates use.
+_PF_KEYWORDS = frozenset(
+    """
+    all altq anchor antispoof any bandwidth binat bitmask block burst cbq code const counters crop
+    debug default divert drop fastroute file fingerprints flags floating flush for fragment from
+    global group hfsc hostid in include inet inet6 keep label limit linkshare load log loginterface
+    match max min modulate nat no on once optimization out overload parent pass persist pflow port
+    prio priority priq probability proto qlimit queue quick random rdomain rdr realtime reassemble
+    return rtable rule scrub set skip sloppy state table tag tagged tbrsize timeout to tos ttl
+    upperlimit user yes
+    """.split()
+)
+_RESERVED = _PF_KEYWORDS | frozenset(
     {
-        "all", "any", "block", "pass", "match", "in", "out", "on", "from", "to", "port", "proto", "keep",
-        "state", "quick", "log", "table", "set", "skip", "tcp", "udp", "esp", "icmp", "self", "egress",
-        "ext_if", "int_if", "gw_addr", "lan", "vpn_nets", "ssh", "domain", "isakmp", "enc0", "lo",
+        "tcp", "udp", "esp", "icmp", "self", "egress", "ext_if", "int_if", "gw_addr", "lan", "vpn_nets",
+        "ssh", "domain", "isakmp", "enc0", "lo", "admins", "admin_hosts", "ipencap",
     }
 )  # fmt: skip
 PROTOCOLS = ("tcp", "udp", "tcp-udp")
@@ -322,6 +333,7 @@ class PeerSpec:
     ext_if: str = "em0"  # a client's outside interface (ipf.rules)
     int_if: str | None = None  # a client gateway's inside interface (ipf.rules); None for a host
     portal_key_pem: str | None = None  # encrypted PKCS#8 PEM, only in the first download
+    key_from_portal: bool = False  # the portal holds a key it made for this peer: the next download delivers it
 
     def __post_init__(self) -> None:
         validate_fqdn_field(self.fqdn)
@@ -341,3 +353,7 @@ class PeerSpec:
     @property
     def is_gateway(self) -> bool:
         return self.kind == "server"
+
+    @property
+    def portal_made_key(self) -> bool:
+        return self.key_from_portal or self.portal_key_pem is not None

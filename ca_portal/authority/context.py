@@ -13,9 +13,22 @@ def portal(request: HttpRequest) -> dict[str, Any]:
 
     user = getattr(request, "user", None)
     ca = active_ca()
+    admin = is_ca_admin(user)
     return {
-        "is_ca_admin": is_ca_admin(user),
+        **_bundle_flags(admin),
+        "is_ca_admin": admin,
         "is_auditor": is_auditor(user),
         "portal_ca": ca,
         "legacy_ca_warning": "; ".join(ca.legacy_reasons) if ca is not None and ca.is_legacy else "",
     }
+
+
+def _bundle_flags(admin: bool) -> dict[str, Any]:
+    """The legacy-suite warning (every page) and, for CA admins, whether the gateway needs new files."""
+    from bundles import selectors, services
+
+    profile = services.profile_get()
+    flags: dict[str, Any] = {"legacy_suite_warning": profile.legacy_allowed and profile.suite.startswith("legacy")}
+    if admin:
+        flags["gateway_needs_update"] = selectors.gateway_state(profile, services.gateway_peer(profile)).needs_update
+    return flags

@@ -1,0 +1,72 @@
+"""The site-profile form: plain fields; the service validates every value against the allow-lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from bundles.renderers.spec import SUITES
+from enrollment.models import Peer
+
+SERVICES_HELP = (
+    "One per line: name address protocol ports — for example <code>proxy 10.1.1.10 tcp 3128</code> or "
+    "<code>nameserver 10.1.1.11 tcp-udp 53</code>. Protocol is tcp, udp or tcp-udp; several ports are "
+    "separated by commas."
+)
+
+
+def services_to_text(services: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"{s['name']} {s['address']} {s['protocol']} {','.join(str(p) for p in s['ports'])}" for s in services
+    )
+
+
+class SiteProfileForm(forms.Form):
+    gateway = forms.ModelChoiceField(
+        queryset=Peer.objects.filter(kind=Peer.Kind.SERVER).exclude(decision=Peer.Decision.REJECTED),
+        required=False,
+        empty_label="the only issued gateway peer",
+        help_text="The VPN gateway (a server peer). Its FQDN, address and networks go into every bundle.",
+    )
+    ext_if = forms.CharField(label="Gateway outside interface", max_length=16)
+    int_if = forms.CharField(label="Gateway inside interface", max_length=16)
+    client_ext_if = forms.CharField(label="Clients' outside interface", max_length=16)
+    client_int_if = forms.CharField(label="Client gateways' inside interface", max_length=16)
+    suite = forms.ChoiceField(choices=[(s.key, s.label) for s in SUITES.values()])
+    legacy_allowed = forms.BooleanField(
+        required=False,
+        label="Allow the legacy suite",
+        help_text="3DES, SHA-1 and MODP 1024 are broken. Only for peers that cannot do better; every page "
+        "and every generated file then carries a warning.",
+    )
+    remote_id_check = forms.BooleanField(
+        required=False,
+        label="Name every issued peer in the gateway's policy",
+        help_text="The case study's extra check: the gateway accepts only FQDNs the portal has issued.",
+    )
+    services = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), required=False, help_text=SERVICES_HELP)
+    admin_hosts = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        help_text="Addresses (one per line) allowed to ssh to the gateway's inside and to client gateways.",
+    )
+
+    def clean_services(self) -> list[dict[str, Any]]:
+        rows = []
+        for number, line in enumerate(self.cleaned_data["services"].splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 4:
+                raise forms.ValidationError(f"line {number}: expected 4 words: name address protocol ports")
+            name, address, protocol, ports = parts
+            try:
+                port_list = [int(p) for p in ports.split(",") if p]
+            except ValueError:
+                raise forms.ValidationError(f"line {number}: ports must be numbers, separated by commas") from None
+            rows.append({"name": name, "address": address, "protocol": protocol, "ports": port_list})
+        return rows
+
+    def clean_admin_hosts(self) -> list[str]:
+        return [h.strip() for h in self.cleaned_data["admin_hosts"].split() if h.strip()]

@@ -1,0 +1,525 @@
+"""The write path for bundles: the site profile, rendering, downloads and one-time links.
+
+Rendering runs on the ``render`` queue (``bundles.tasks``); everything here is safe to call twice.
+Staleness is derived, not remembered: a peer's latest bundle is stale when it was rendered from an
+older site-profile generation, for another certificate, or (the gateway) for another set of issued
+peers. The sweeper finds those with one query, so a lost message costs a delay, never a bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from bundles.archive import BundleFile, build_zip
+from bundles.models import Bundle, BundleDownload, DownloadLink, RenderClaim, SiteProfile
+from bundles.renderers import engine
+from bundles.renderers.bundle import finish, render_files
+from bundles.renderers.spec import (
+    Gateway,
+    PeerSpec,
+    Service,
+    Site,
+    SpecRejected,
+    suite_for,
+    validate_ifname,
+    validate_ipv4,
+)
+from ca_portal.authority.audit import audit_record
+from ca_portal.authority.models import CertificateAuthority, CertificateRequest
+from ca_portal.authority.roles import is_ca_admin
+from ca_portal.authority.services import active_ca
+from enrollment.models import Peer, PortalKey
+
+log = logging.getLogger(__name__)
+
+LINK_TTL = timedelta(minutes=10)
+REQUEUE_AFTER = timedelta(seconds=60)
+
+
+class BundleError(Exception):
+    """Refused input or action; ``status`` is the HTTP status, ``field`` the input at fault."""
+
+    def __init__(self, message: str, *, status: int = 400, field: str = "__all__") -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+# --- site profile ----------------------------------------------------------------------------
+
+
+def profile_get() -> SiteProfile:
+    profile, _ = SiteProfile.objects.get_or_create(pk=1)
+    return profile
+
+
+def _clean_services(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    cleaned = []
+    for item in raw:
+        try:
+            ports = tuple(int(p) for p in item.get("ports", ()))
+            service = Service(
+                name=str(item.get("name", "")),
+                address=str(item.get("address", "")),
+                protocol=str(item.get("protocol", "")),
+                ports=ports,
+            )
+        except (TypeError, ValueError) as exc:
+            field = exc.field if isinstance(exc, SpecRejected) else "services"
+            raise BundleError(f"service {str(item.get('name', ''))[:30]!r}: {exc}", field=field) from None
+        cleaned.append(
+            {"name": service.name, "address": service.address, "protocol": service.protocol, "ports": list(ports)}
+        )
+    return cleaned
+
+
+def profile_update(*, actor: User, **changes: Any) -> SiteProfile:
+    """Change site-wide bundle inputs; every bundle becomes stale and is rendered again by the sweeper."""
+    allowed = {
+        "gateway_id", "ext_if", "int_if", "client_ext_if", "client_int_if", "suite", "legacy_allowed",
+        "remote_id_check", "services", "admin_hosts",
+    }  # fmt: skip
+    unknown = set(changes) - allowed
+    if unknown:
+        raise BundleError(f"unknown settings: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        profile = SiteProfile.objects.select_for_update().get_or_create(pk=1)[0]
+        before = _profile_facts(profile)
+        for name, value in changes.items():
+            setattr(profile, name, value)
+        try:
+            for name in ("ext_if", "int_if", "client_ext_if", "client_int_if"):
+                validate_ifname(getattr(profile, name), field=name)
+            if profile.ext_if == profile.int_if:
+                raise SpecRejected("the gateway's interfaces must differ", field="int_if")
+            if profile.client_ext_if == profile.client_int_if:
+                raise SpecRejected("the clients' interfaces must differ", field="client_int_if")
+            suite_for(profile.suite, legacy_allowed=profile.legacy_allowed)
+            profile.admin_hosts = sorted(
+                {validate_ipv4(str(h), field="admin_hosts") for h in profile.admin_hosts},
+                key=lambda a: tuple(int(p) for p in a.split(".")),
+            )
+        except SpecRejected as exc:
+            raise BundleError(str(exc), field=exc.field) from None
+        profile.services = _clean_services(list(profile.services))
+        if profile.gateway_id is not None:
+            gateway = Peer.objects.filter(pk=profile.gateway_id, kind=Peer.Kind.SERVER).first()
+            if gateway is None:
+                raise BundleError("the gateway must be a peer of kind server", field="gateway")
+        after = _profile_facts(profile)
+        if after == before:
+            return profile
+        profile.generation = F("generation") + 1
+        profile.updated_by = actor
+        profile.save()
+        profile.refresh_from_db()
+        changed = {k: after[k] for k in after if after[k] != before[k]}
+        audit_record("site_profile.updated", actor=actor.get_username(), target="site_profile", changed=changed)
+        transaction.on_commit(bundles_sweep_soon)
+    return profile
+
+
+def _profile_facts(profile: SiteProfile) -> dict[str, Any]:
+    return {
+        "gateway": profile.gateway_id,
+        "ext_if": profile.ext_if,
+        "int_if": profile.int_if,
+        "client_ext_if": profile.client_ext_if,
+        "client_int_if": profile.client_int_if,
+        "suite": profile.suite,
+        "legacy_allowed": profile.legacy_allowed,
+        "remote_id_check": profile.remote_id_check,
+        "services": list(profile.services),
+        "admin_hosts": list(profile.admin_hosts),
+    }
+
+
+# --- what a bundle is rendered from ----------------------------------------------------------
+
+
+def issued_peers() -> QuerySet[Peer]:
+    return Peer.objects.filter(
+        decision=Peer.Decision.APPROVED, certificate_request__status=CertificateRequest.Status.ISSUED
+    )
+
+
+def gateway_peer(profile: SiteProfile) -> Peer | None:
+    """The profile's gateway, or the only issued server peer when the profile names none."""
+    servers = issued_peers().filter(kind=Peer.Kind.SERVER).select_related("certificate_request__certificate")
+    if profile.gateway_id is not None:
+        return servers.filter(pk=profile.gateway_id).first()
+    found = list(servers[:2])
+    return found[0] if len(found) == 1 else None
+
+
+def issued_client_fqdns() -> list[str]:
+    return sorted(set(issued_peers().filter(kind=Peer.Kind.CLIENT).values_list("fqdn", flat=True)))
+
+
+def peers_digest(fqdns: list[str]) -> str:
+    return hashlib.sha256("\n".join(fqdns).encode()).hexdigest()
+
+
+def _ca_der_b64(ca: CertificateAuthority) -> str:
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(ca.certificate_pem.encode())
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
+
+
+def site_spec(profile: SiteProfile, ca: CertificateAuthority, gateway: Peer, clients: list[str]) -> Site:
+    suite = suite_for(profile.suite, legacy_allowed=profile.legacy_allowed)
+    return Site(
+        ca_name=ca.common_name[:64],
+        ca_cert_pem=ca.certificate_pem,
+        ca_cert_der_b64=_ca_der_b64(ca),
+        gateway=Gateway(
+            fqdn=gateway.fqdn,
+            address=str(gateway.address),
+            networks=tuple(gateway.networks),
+            ext_if=profile.ext_if,
+            int_if=profile.int_if,
+        ),
+        suite=suite,
+        services=tuple(
+            Service(name=s["name"], address=s["address"], protocol=s["protocol"], ports=tuple(s["ports"]))
+            for s in profile.services
+        ),
+        admin_hosts=tuple(profile.admin_hosts),
+        remote_id_check=profile.remote_id_check,
+        issued_clients=tuple(clients),
+        portal_url=settings.SITE_URL,
+    )
+
+
+def peer_spec(peer: Peer, profile: SiteProfile) -> PeerSpec:
+    certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
+    is_gateway = peer.kind == Peer.Kind.SERVER
+    return PeerSpec(
+        fqdn=peer.fqdn,
+        kind=peer.kind,
+        cert_pem=certificate.pem,
+        networks=tuple(peer.networks),
+        address=str(peer.address) if peer.address else None,
+        ext_if=profile.ext_if if is_gateway else profile.client_ext_if,
+        int_if=profile.int_if if is_gateway else (profile.client_int_if if peer.networks else None),
+        key_from_portal=PortalKey.objects.filter(peer=peer, destroyed_at__isnull=True)
+        .exclude(encrypted_pem="")
+        .exists(),
+    )
+
+
+def _environment() -> Any:
+    return engine.environment([settings.CONFIG_TEMPLATE_OVERRIDES])
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderOutcome:
+    bundle: Bundle | None
+    created: bool
+    reason: str = ""
+
+
+def bundle_render(*, peer_id: int) -> RenderOutcome:
+    """Render the peer's files; store a new version only if anything changed. Safe to run twice."""
+    RenderClaim.objects.filter(peer_id=peer_id).update(queued_at=None)  # changes from now on queue again
+    profile = profile_get()
+    ca = active_ca()
+    gateway = gateway_peer(profile)
+    if ca is None:
+        return RenderOutcome(None, False, "there is no CA yet")
+    if gateway is None:
+        return RenderOutcome(None, False, "the CA admins have not set up the VPN gateway yet")
+    clients = issued_client_fqdns()
+    with transaction.atomic():
+        peer = (
+            Peer.objects.select_for_update(of=("self",))
+            .select_related("certificate_request__certificate")
+            .filter(pk=peer_id)
+            .first()
+        )
+        if peer is None or peer.status != "issued":
+            return RenderOutcome(None, False, "the peer has no issued certificate")
+        if peer.kind == Peer.Kind.SERVER and peer.pk != gateway.pk:
+            return RenderOutcome(None, False, "this server peer is not the site's gateway (see the site profile)")
+        try:
+            site = site_spec(profile, ca, gateway, clients)
+            spec = peer_spec(peer, profile)
+            files = render_files(_environment(), site, spec)
+        except (SpecRejected, engine.RenderError) as exc:
+            log.error("bundle for peer %s not rendered: %s", peer_id, exc)
+            return RenderOutcome(None, False, f"could not render: {exc}")
+        stored = [{"path": f.path, "mode": f.mode, "text": f.content.decode("utf-8")} for f in files]
+        certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
+        digest = peers_digest(clients) if peer.pk == gateway.pk else ""
+        latest = Bundle.objects.filter(peer=peer).order_by("-version").first()
+        now = timezone.now()
+        if latest is not None and latest.files == stored:
+            Bundle.objects.filter(pk=latest.pk).update(
+                site_generation=profile.generation,
+                certificate=certificate,
+                peers_digest=digest,
+                lists_key=spec.portal_made_key,
+                checked_at=now,
+            )
+            return RenderOutcome(latest, False)
+        data = build_zip(peer.fqdn, finish(files))
+        bundle = Bundle.objects.create(
+            peer=peer,
+            version=(latest.version + 1) if latest is not None else 1,
+            files=stored,
+            sha256=hashlib.sha256(data).hexdigest(),
+            certificate=certificate,
+            site_generation=profile.generation,
+            peers_digest=digest,
+            suite=site.suite.key,
+            legacy=site.legacy,
+            lists_key=spec.portal_made_key,
+            checked_at=now,
+        )
+        changed = _changed_paths(latest, bundle)
+        audit_record(
+            "bundle.rendered",
+            actor="render",
+            target=f"peer:{peer.pk}",
+            version=bundle.version,
+            sha256=bundle.sha256,
+            changed=changed,
+        )
+    return RenderOutcome(bundle, True)
+
+
+def _changed_paths(old: Bundle | None, new: Bundle) -> list[str]:
+    before = {e["path"]: e["text"] for e in old.files} if old is not None else {}
+    after = {e["path"]: e["text"] for e in new.files}
+    return sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+
+
+def stale_peer_ids(*, limit: int = 10_000) -> list[int]:
+    """Issued peers whose latest bundle is missing or rendered from inputs that have changed since."""
+    profile = profile_get()
+    gateway = gateway_peer(profile)
+    if gateway is None or active_ca() is None:
+        return []
+    latest = Bundle.objects.filter(peer=OuterRef("pk")).order_by("-version")
+    peers = (
+        issued_peers()
+        .exclude(Q(kind=Peer.Kind.SERVER) & ~Q(pk=gateway.pk))
+        .annotate(
+            bundle_generation=Subquery(latest.values("site_generation")[:1]),
+            bundle_certificate=Subquery(latest.values("certificate_id")[:1]),
+            bundle_digest=Subquery(latest.values("peers_digest")[:1]),
+            bundle_lists_key=Subquery(latest.values("lists_key")[:1]),
+        )
+    )
+    stale = Q(bundle_generation__isnull=True) | Q(bundle_generation__lt=profile.generation)
+    # The README of a bundle that promised the portal-made key must change once the key is gone.
+    stale |= Q(bundle_lists_key=True, portal_key__destroyed_at__isnull=False)
+    stale |= ~Q(bundle_certificate=F("certificate_request__certificate__id"))
+    ids = list(peers.filter(stale).order_by("pk").values_list("pk", flat=True)[:limit])
+    if gateway.pk not in ids:
+        current = peers_digest(issued_client_fqdns())
+        if peers.filter(pk=gateway.pk).exclude(bundle_digest=current).exists():
+            ids.insert(0, gateway.pk)
+    elif ids[0] != gateway.pk:
+        ids.remove(gateway.pk)
+        ids.insert(0, gateway.pk)
+    return ids
+
+
+def bundles_render_stale(*, limit: int = 10_000) -> int:
+    """The sweeper: queue a render for every stale peer (the gateway first). Returns how many were queued."""
+    from enrollment.services import enqueue
+
+    ids = stale_peer_ids(limit=limit)
+    now = timezone.now()
+    waiting = set(
+        RenderClaim.objects.filter(peer_id__in=ids, queued_at__gte=now - REQUEUE_AFTER).values_list(
+            "peer_id", flat=True
+        )
+    )
+    todo = [peer_id for peer_id in ids if peer_id not in waiting]
+    RenderClaim.objects.bulk_create(
+        [RenderClaim(peer_id=peer_id, queued_at=now) for peer_id in todo],
+        update_conflicts=True,
+        unique_fields=["peer"],
+        update_fields=["queued_at"],
+    )
+    queued = 0
+    for peer_id in todo:
+        queued += enqueue("bundles.bundle_render", peer_id)
+    return queued
+
+
+def _render_soon(peer_id: int) -> None:
+    from enrollment.services import enqueue
+
+    enqueue("bundles.bundle_render", peer_id)
+
+
+def bundles_sweep_soon() -> None:
+    """Ask a render worker to run the sweeper now (after a profile change or an issuance)."""
+    from ca_portal.celery import app
+
+    try:
+        app.send_task("bundles.bundles_render_stale", retry=False)
+    except Exception:
+        log.warning("broker unavailable; the periodic sweeper will render the bundles")
+
+
+# --- downloads -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Download:
+    filename: str
+    data: bytes
+    sha256: str
+    bundle: Bundle
+    with_key: bool
+    key_was_delivered_before: bool
+
+
+def may_download(user: User, peer: Peer) -> bool:
+    """Owners download their own peer's bundle; CA admins the gateway's (a server peer). Auditors never."""
+    if peer.kind == Peer.Kind.SERVER:
+        return is_ca_admin(user)
+    return peer.owner_id == user.pk
+
+
+def latest_bundle(peer: Peer) -> Bundle | None:
+    return Bundle.objects.filter(peer=peer).order_by("-version").first()
+
+
+def bundle_download(*, peer_id: int, user: User, address: str | None, via: str, release_key: bool = True) -> Download:
+    """Build the zip for ``user``; the first download of a portal-made key takes the key with it.
+
+    The encrypted key is read and destroyed in the same transaction that records the download, so
+    two simultaneous downloads cannot both get it. ``release_key=False`` (API calls authenticated
+    by a session cookie, which a cross-site page could trigger) leaves the key where it is.
+    """
+    with transaction.atomic():
+        peer = Peer.objects.select_for_update(of=("self",)).filter(pk=peer_id).first()
+        if peer is None:
+            raise BundleError("no such peer", status=404)
+        if not may_download(user, peer):
+            raise BundleError("you may not download this bundle", status=403)
+        bundle = latest_bundle(peer)
+        if bundle is None:
+            raise BundleError("the bundle is not ready yet; it is made a few seconds after issuance", status=409)
+        key_pem = None
+        delivered_before = False
+        portal_key = PortalKey.objects.select_for_update().filter(peer=peer).first()
+        if portal_key is not None:
+            if portal_key.destroyed_at is not None:
+                delivered_before = True
+            elif release_key and portal_key.encrypted_pem:
+                key_pem = portal_key.encrypted_pem
+                portal_key.encrypted_pem = ""
+                portal_key.destroyed_at = timezone.now()
+                portal_key.save(update_fields=["encrypted_pem", "destroyed_at"])
+        files = [BundleFile(path=e["path"], content=e["text"].encode("utf-8"), mode=e["mode"]) for e in bundle.files]
+        data = build_zip(peer.fqdn, finish(files, key_pem=key_pem))
+        digest = hashlib.sha256(data).hexdigest()
+        BundleDownload.objects.create(
+            bundle=bundle, user=user, address=address, sha256=digest, via=via, with_key=key_pem is not None
+        )
+        audit_record(
+            "bundle.downloaded",
+            actor=user.get_username(),
+            target=f"peer:{peer.pk}",
+            version=bundle.version,
+            sha256=digest,
+            address=address or "",
+            via=via,
+            with_key=key_pem is not None,
+        )
+        if key_pem is not None:
+            audit_record("peer.key_destroyed", actor=user.get_username(), target=f"peer:{peer.pk}", reason="delivered")
+            transaction.on_commit(lambda: _render_soon(peer_id))
+    return Download(f"{peer.fqdn}.zip", data, digest, bundle, key_pem is not None, delivered_before)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def link_create(*, peer_id: int, user: User, now: datetime | None = None) -> tuple[str, DownloadLink]:
+    """A one-time link for ``user`` to their peer's bundle; the token is returned once, stored hashed."""
+    peer = Peer.objects.filter(pk=peer_id).first()
+    if peer is None:
+        raise BundleError("no such peer", status=404)
+    if not may_download(user, peer):
+        raise BundleError("you may not download this bundle", status=403)
+    if latest_bundle(peer) is None:
+        raise BundleError("the bundle is not ready yet", status=409)
+    token = secrets.token_urlsafe(32)  # 256 bits
+    created = now or timezone.now()
+    with transaction.atomic():
+        link = DownloadLink.objects.create(
+            peer=peer, user=user, token_hash=_token_hash(token), expires_at=created + LINK_TTL
+        )
+        audit_record(
+            "bundle.link_created",
+            actor=user.get_username(),
+            target=f"peer:{peer.pk}",
+            link=link.pk,
+            expires_at=link.expires_at.isoformat(),
+        )
+    return token, link
+
+
+def link_state(token: str, user: User) -> DownloadLink:
+    """The link for a token, for its own user only (404 otherwise); 410 when used or expired."""
+    link = DownloadLink.objects.filter(token_hash=_token_hash(token), user_id=user.pk).select_related("peer").first()
+    if link is None:
+        raise BundleError("no such link", status=404)
+    if link.used_at is not None:
+        raise BundleError("this link has already been used", status=410)
+    if link.expires_at <= timezone.now():
+        raise BundleError("this link has expired; make a new one on the peer's page", status=410)
+    return link
+
+
+def link_redeem(*, token: str, user: User, address: str | None) -> Download:
+    """Redeem a one-time link: one conditional UPDATE decides the single winner (T24)."""
+    link = link_state(token, user)
+    with transaction.atomic():
+        won = DownloadLink.objects.filter(
+            pk=link.pk, used_at__isnull=True, expires_at__gt=timezone.now(), user_id=user.pk
+        ).update(used_at=timezone.now())
+        if won != 1:
+            raise BundleError("this link has already been used", status=410)
+        return bundle_download(peer_id=link.peer_id, user=user, address=address, via=BundleDownload.Via.LINK)
+
+
+def bundle_render_blocker(peer: Peer) -> str:
+    """Why a peer has no bundle yet, in words for its page."""
+    if peer.status != "issued":
+        return "The bundle is made once the certificate is issued."
+    profile = profile_get()
+    if active_ca() is None:
+        return "There is no CA yet."
+    if gateway_peer(profile) is None:
+        return (
+            "The CA admins have not set up the VPN gateway yet (an issued server peer, chosen on the gateway page). "
+            "Your bundle is made as soon as they have."
+        )
+    return "Your bundle is being made; this takes a few seconds."

@@ -1,0 +1,22 @@
+"""Celery adapters for the render queue: ids in, one service call, the retry policy."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import DatabaseError
+
+
+@shared_task(
+    name="bundles.bundle_render", acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=5
+)
+def bundle_render_task(peer_id: int) -> None:
+    from bundles import services
+
+    services.bundle_render(peer_id=peer_id)
+
+
+@shared_task(name="bundles.bundles_render_stale")
+def bundles_render_stale_task() -> int:
+    from bundles import services
+
+    return services.bundles_render_stale()

@@ -1,0 +1,206 @@
+"""bundle_render, staleness and the sweeper, against the real services and the fixture CA."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from bundles import services
+from bundles.archive import BundleFile, build_zip
+from bundles.models import Bundle, RenderClaim, SiteProfile
+from bundles.renderers.bundle import finish
+from bundles.renderers.readers.isakmpd_conf import parse_conf, structure_problems
+from ca_portal.authority.models import AuditEvent, CertificateAuthority
+from enrollment.models import Peer
+from tests.bundles.conftest import issue, render
+
+pytestmark = pytest.mark.django_db
+
+CLIENT_PATHS = {
+    "README.txt",
+    "install.sh",
+    "isakmpd/isakmpd.conf",
+    "isakmpd/isakmpd.policy",
+    "isakmpd/ca/ca.crt",
+    "isakmpd/certs/client.example.com.crt",
+    "firewall/ipf.rules",
+    "iked/iked.conf",
+    "swanctl/swanctl.conf",
+}
+
+
+def _actions() -> list[str]:
+    return list(AuditEvent.objects.order_by("seq").values_list("action", flat=True))
+
+
+def test_it_waits_for_a_gateway_before_rendering_clients(ca: CertificateAuthority, owner: Any, admin: Any) -> None:
+    peer, _ = issue(owner, admin, "client.example.com", networks=("10.10.10.0/24",))
+
+    outcome = services.bundle_render(peer_id=peer.pk)
+
+    assert outcome.bundle is None
+    assert "gateway" in outcome.reason
+    assert services.stale_peer_ids() == []
+    assert "have not set up the VPN gateway" in services.bundle_render_blocker(peer)
+
+
+def test_it_renders_every_file_of_a_client_bundle(client_peer: Peer, ca: CertificateAuthority) -> None:
+    bundle = render(client_peer)
+
+    assert bundle.version == 1
+    assert {e["path"] for e in bundle.files} == CLIENT_PATHS
+    modes = {e["path"]: e["mode"] for e in bundle.files}
+    assert modes["isakmpd/isakmpd.conf"] == modes["isakmpd/isakmpd.policy"] == modes["firewall/ipf.rules"] == 0o600
+    assert modes["isakmpd/ca/ca.crt"] == modes["README.txt"] == 0o644
+    assert modes["install.sh"] == 0o755
+    assert bundle.text_of("isakmpd/ca/ca.crt") == ca.certificate_pem
+    assert bundle.text_of("isakmpd/certs/client.example.com.crt") == client_peer.certificate_request.certificate.pem
+    conf = parse_conf(bundle.text_of("isakmpd/isakmpd.conf") or "")
+    assert "192.0.34.72" in (bundle.text_of("isakmpd/isakmpd.conf") or "")
+    assert not conf.problems
+    assert structure_problems(conf) == []
+    files = [BundleFile(e["path"], e["text"].encode(), e["mode"]) for e in bundle.files]
+    assert bundle.sha256 == hashlib.sha256(build_zip("client.example.com", finish(files))).hexdigest()
+    assert "bundle.rendered" in _actions()
+
+
+def test_it_makes_no_new_version_when_nothing_changed(client_peer: Peer) -> None:
+    first = render(client_peer)
+
+    again = services.bundle_render(peer_id=client_peer.pk)
+
+    assert again.created is False
+    assert again.bundle is not None
+    assert again.bundle.pk == first.pk
+    assert Bundle.objects.filter(peer=client_peer).count() == 1
+    assert _actions().count("bundle.rendered") == 1
+
+
+def test_a_suite_change_makes_every_bundle_stale_and_a_new_version(
+    client_peer: Peer, gateway: Peer, admin: Any
+) -> None:
+    render(gateway)
+    render(client_peer)
+    assert services.stale_peer_ids() == []
+
+    services.profile_update(actor=admin, suite="aes256-sha384-ecp384")
+
+    assert set(services.stale_peer_ids()) == {gateway.pk, client_peer.pk}
+    bundle = render(client_peer)
+    assert bundle.version == 2
+    assert "AES-256-SHA2-384-GRP20-RSA_SIG" in (bundle.text_of("isakmpd/isakmpd.conf") or "")
+    event = AuditEvent.objects.filter(action="bundle.rendered").order_by("-seq").first()
+    assert event is not None
+    assert "isakmpd/isakmpd.conf" in event.data["changed"]
+    assert "isakmpd/ca/ca.crt" not in event.data["changed"]
+
+
+def test_a_newly_issued_peer_makes_the_gateway_stale_and_first_in_line(
+    client_peer: Peer, gateway: Peer, owner: Any, admin: Any
+) -> None:
+    render(gateway)
+    render(client_peer)
+    laptop, _ = issue(owner, admin, "laptop.example.com")
+
+    stale = services.stale_peer_ids()
+
+    assert stale == [gateway.pk, laptop.pk]
+    bundle = render(gateway)
+    assert bundle.version == 2
+    assert '"laptop.example.com"' in (bundle.text_of("isakmpd/isakmpd.policy") or "")
+
+
+def test_the_gateway_needs_new_files_until_an_admin_downloads_them(
+    client_peer: Peer, gateway: Peer, admin: Any
+) -> None:
+    from bundles.selectors import gateway_state
+
+    render(gateway)
+    profile = services.profile_get()
+    assert gateway_state(profile, gateway).needs_update
+
+    services.bundle_download(peer_id=gateway.pk, user=admin, address="192.0.2.9", via="page")
+
+    assert not gateway_state(profile, gateway).needs_update
+
+
+def test_the_sweeper_queues_each_stale_peer_once_while_it_waits(
+    client_peer: Peer, gateway: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[str, int]] = []
+    monkeypatch.setattr("enrollment.services.enqueue", lambda name, object_id: sent.append((name, object_id)) or True)
+
+    first = services.bundles_render_stale()
+    second = services.bundles_render_stale()
+
+    assert first == 2
+    assert second == 0
+    assert sent == [("bundles.bundle_render", gateway.pk), ("bundles.bundle_render", client_peer.pk)]
+    render(client_peer)  # a started render clears its claim
+    assert RenderClaim.objects.get(peer_id=client_peer.pk).queued_at is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"ext_if": "em0; pass all"}, "ext_if", "interface name"),
+        ({"int_if": "em0"}, "int_if", "must differ"),
+        ({"suite": "legacy-3des-sha1-modp1024"}, "suite", "legacy switch"),
+        ({"suite": "des-md5"}, "suite", "unknown crypto suite"),
+        (
+            {"services": [{"name": "pass", "address": "10.1.1.10", "protocol": "tcp", "ports": [80]}]},
+            "services",
+            "pf keyword",
+        ),
+        (
+            {"services": [{"name": "web", "address": "10.1.1.10\n", "protocol": "tcp", "ports": [80]}]},
+            "services",
+            "IPv4",
+        ),
+        (
+            {"services": [{"name": "web", "address": "10.1.1.10", "protocol": "icmp", "ports": [80]}]},
+            "services",
+            "protocol must be",
+        ),
+        (
+            {"services": [{"name": "web", "address": "10.1.1.10", "protocol": "tcp", "ports": [0]}]},
+            "services",
+            "1 to 65535",
+        ),
+        ({"admin_hosts": ["10.1.1.100", "host.example.com"]}, "admin_hosts", "IPv4"),
+    ],
+)
+def test_it_refuses_bad_profile_values_and_changes_nothing(
+    admin: Any, changes: dict[str, Any], field: str, message: str
+) -> None:
+    before = services.profile_get()
+
+    with pytest.raises(services.BundleError, match=message) as refused:
+        services.profile_update(actor=admin, **changes)
+
+    assert refused.value.field == field
+    after = SiteProfile.objects.get(pk=1)
+    assert after.generation == before.generation
+    assert (after.ext_if, after.suite, after.services) == (before.ext_if, before.suite, before.services)
+    assert "site_profile.updated" not in _actions()
+
+
+def test_the_legacy_suite_needs_the_switch_and_marks_every_file(client_peer: Peer, admin: Any) -> None:
+    services.profile_update(actor=admin, legacy_allowed=True, suite="legacy-3des-sha1-modp1024")
+
+    bundle = render(client_peer)
+
+    assert bundle.legacy
+    for path in ("isakmpd/isakmpd.conf", "isakmpd/isakmpd.policy", "iked/iked.conf", "swanctl/swanctl.conf"):
+        assert "legacy" in (bundle.text_of(path) or "").lower(), path
+
+
+def test_an_unchanged_profile_save_is_not_an_event(admin: Any) -> None:
+    profile = services.profile_get()
+
+    services.profile_update(actor=admin, suite=profile.suite, ext_if=profile.ext_if)
+
+    assert SiteProfile.objects.get(pk=1).generation == profile.generation
+    assert "site_profile.updated" not in _actions()
