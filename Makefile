@@ -32,7 +32,7 @@ test-embedded:
 
 test-postgres:
 	DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q -m "not integration and not browser" \
-		tests/authority tests/enrollment tests/api tests/test_authz_matrix.py tests/test_csrf.py
+		tests/authority tests/enrollment tests/api tests/bundles tests/test_authz_matrix.py tests/test_csrf.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -163,12 +163,28 @@ def gateway_peer(profile: SiteProfile) -> Peer | None:
     return found[0] if len(found) == 1 else None
 
 
+@dataclass(frozen=True)
+class IssuedClients:
+    """What the gateway's files say about the issued clients: their FQDNs and their networks."""
+
+    fqdns: tuple[str, ...]
+    networks: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @property
+    def digest(self) -> str:
+        lines = [*self.fqdns, *(f"{fqdn} {' '.join(nets)}" for fqdn, nets in self.networks)]
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def issued_clients() -> IssuedClients:
+    rows = issued_peers().filter(kind=Peer.Kind.CLIENT).order_by("fqdn").values_list("fqdn", "networks")
+    fqdns = sorted({fqdn for fqdn, _ in rows})
+    networks = tuple((fqdn, tuple(nets)) for fqdn, nets in rows if nets)
+    return IssuedClients(tuple(fqdns), networks)
+
+
 def issued_client_fqdns() -> list[str]:
-    return sorted(set(issued_peers().filter(kind=Peer.Kind.CLIENT).values_list("fqdn", flat=True)))
-
-
-def peers_digest(fqdns: list[str]) -> str:
-    return hashlib.sha256("\n".join(fqdns).encode()).hexdigest()
+    return list(issued_clients().fqdns)
 
 
 def _ca_der_b64(ca: CertificateAuthority) -> str:
@@ -181,7 +197,7 @@ def _ca_der_b64(ca: CertificateAuthority) -> str:
     return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
 
 
-def site_spec(profile: SiteProfile, ca: CertificateAuthority, gateway: Peer, clients: list[str]) -> Site:
+def site_spec(profile: SiteProfile, ca: CertificateAuthority, gateway: Peer, clients: IssuedClients) -> Site:
     suite = suite_for(profile.suite, legacy_allowed=profile.legacy_allowed)
     return Site(
         ca_name=ca.common_name[:64],
@@ -201,7 +217,8 @@ def site_spec(profile: SiteProfile, ca: CertificateAuthority, gateway: Peer, cli
         ),
         admin_hosts=tuple(profile.admin_hosts),
         remote_id_check=profile.remote_id_check,
-        issued_clients=tuple(clients),
+        issued_clients=clients.fqdns,
+        client_networks=clients.networks,
         portal_url=settings.SITE_URL,
     )
 
@@ -247,7 +264,7 @@ def bundle_render(*, peer_id: int) -> RenderOutcome:
         return RenderOutcome(None, False, "there is no CA yet")
     if gateway is None:
         return RenderOutcome(None, False, "the CA admins have not set up the VPN gateway yet")
-    clients = issued_client_fqdns()
+    clients = issued_clients()
     with transaction.atomic():
         peer = (
             Peer.objects.select_for_update(of=("self",))
@@ -268,7 +285,7 @@ def bundle_render(*, peer_id: int) -> RenderOutcome:
             return RenderOutcome(None, False, f"could not render: {exc}")
         stored = [{"path": f.path, "mode": f.mode, "text": f.content.decode("utf-8")} for f in files]
         certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
-        digest = peers_digest(clients) if peer.pk == gateway.pk else ""
+        digest = clients.digest if peer.pk == gateway.pk else ""
         latest = Bundle.objects.filter(peer=peer).order_by("-version").first()
         now = timezone.now()
         if latest is not None and latest.files == stored:
@@ -335,7 +352,7 @@ def stale_peer_ids(*, limit: int = 10_000) -> list[int]:
     stale |= ~Q(bundle_certificate=F("certificate_request__certificate__id"))
     ids = list(peers.filter(stale).order_by("pk").values_list("pk", flat=True)[:limit])
     if gateway.pk not in ids:
-        current = peers_digest(issued_client_fqdns())
+        current = issued_clients().digest
         if peers.filter(pk=gateway.pk).exclude(bundle_digest=current).exists():
             ids.insert(0, gateway.pk)
     elif ids[0] != gateway.pk:

@@ -23,6 +23,11 @@ from ca_portal.authority.roles import is_ca_admin
 from enrollment import selectors as peer_selectors
 from enrollment.models import Peer, PortalKey
 
+# Pages that show or carry a link token hold forms (download, sign out). "no-referrer" would make the
+# browser send `Origin: null` with those POSTs, which Django's CSRF check rightly refuses;
+# "same-origin" still keeps the token out of every request to another site (T24).
+LINK_PAGE_REFERRER_POLICY = "same-origin"
+
 
 def _user(request: HttpRequest) -> User:
     assert isinstance(request.user, User)
@@ -103,7 +108,7 @@ def link_create(request: HttpRequest, peer_id: int) -> HttpResponse:
         return _error_page(request, exc, peer)
     url = request.build_absolute_uri(f"/bundles/link/{token}/")
     response = render(request, "bundles/link_created.html", {"peer": peer, "url": url, "link": link})
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = LINK_PAGE_REFERRER_POLICY
     return response
 
 
@@ -123,7 +128,8 @@ def link_redeem(request: HttpRequest, token: str) -> HttpResponse:
         if exc.status == 404:
             raise Http404(str(exc)) from None
         response = _error_page(request, exc)
-    response["Referrer-Policy"] = "no-referrer"
+    if not isinstance(response, HttpResponse) or response.get("Content-Type") != "application/zip":
+        response["Referrer-Policy"] = LINK_PAGE_REFERRER_POLICY
     return response
 
 

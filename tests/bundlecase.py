@@ -50,6 +50,7 @@ def site(**changes: object) -> Site:
         admin_hosts=("10.1.1.14", "10.1.1.100"),
         remote_id_check=True,
         issued_clients=("client.example.com", "laptop.example.com"),
+        client_networks=(("client.example.com", ("10.10.10.0/24",)),),
         portal_url="https://ca.example.com",
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]

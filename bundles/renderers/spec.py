@@ -296,6 +296,9 @@ class Site:
     admin_hosts: tuple[str, ...] = ()  # may ssh to peers and the gateway's inside
     remote_id_check: bool = False
     issued_clients: tuple[str, ...] = ()  # FQDNs for the gateway's remote_id list, sorted, unique
+    # Issued client gateways and the networks behind them, sorted by FQDN: the gateway's iked.conf and
+    # swanctl.conf need one policy per client network (IKEv2 traffic selectors are not negotiated wide).
+    client_networks: tuple[tuple[str, tuple[str, ...]], ...] = ()
     portal_url: str = ""
     crl_pem: str = ""  # empty until a CRL exists
 
@@ -311,6 +314,14 @@ class Site:
             validate_fqdn_field(fqdn, field="issued_clients")
         if list(self.issued_clients) != sorted(set(self.issued_clients)):
             raise SpecRejected("issued_clients must be sorted and unique", field="issued_clients")
+        for fqdn, networks in self.client_networks:
+            validate_fqdn_field(fqdn, field="client_networks")
+            if not networks:
+                raise SpecRejected("a client gateway entry needs its networks", field="client_networks")
+            _networks(networks, field="client_networks")
+        names = [fqdn for fqdn, _ in self.client_networks]
+        if names != sorted(set(names)):
+            raise SpecRejected("client_networks must be sorted by FQDN and unique", field="client_networks")
         if not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", self.ca_cert_der_b64):
             raise SpecRejected("the CA certificate is not base64 DER", field="ca")
         if not re.fullmatch(r"[ -~]{1,64}", self.ca_name):

@@ -46,6 +46,14 @@ MATRIX: dict[str, tuple[str, str, bool, dict[str, Any] | None, dict[str, int]]] 
     ),
     "peer-approve": ("POST", "api-peer-approve", True, None, DECIDE),
     "peer-reject": ("POST", "api-peer-reject", True, {"reason": "not ours"}, DECIDE),
+    # A pending peer has no bundle yet: 409 for its owner; nobody else may take it (404).
+    "peer-bundle": (
+        "GET",
+        "api-peer-bundle",
+        True,
+        None,
+        {"owner": 409, "other_user": 404, "admin": 404, "second_admin": 404, "auditor": 404, "anonymous": 401},
+    ),
     "certificates": ("GET", "api-certificates", False, None, ALL_200),
     "audit": (
         "GET",

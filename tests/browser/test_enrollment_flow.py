@@ -142,7 +142,7 @@ def test_register_approve_with_totp_and_the_page_turns_issued_without_reload(
     alice.screenshot(path=str(tmp_path / "issued.png"), full_page=True)
     assert_not_reloaded(alice, navigations)
 
-    link = alice.get_by_role("link", name="Download certificate (PEM)")
+    link = alice.get_by_role("link", name="Certificate (PEM)")
     response = alice.context.request.get(link.get_attribute("href"))
     assert response.status == 200
     assert response.text().startswith("-----BEGIN CERTIFICATE-----")

@@ -204,3 +204,30 @@ def test_an_unchanged_profile_save_is_not_an_event(admin: Any) -> None:
 
     assert SiteProfile.objects.get(pk=1).generation == profile.generation
     assert "site_profile.updated" not in _actions()
+
+
+def test_a_site_overrides_a_config_template(client_peer: Peer, settings: Any, tmp_path: Any) -> None:
+    (tmp_path / "ipf").mkdir()
+    builtin = (settings.BASE_DIR / "templates" / "configs" / "ipf" / "ipf.rules.j2").read_text()
+    (tmp_path / "ipf" / "ipf.rules.j2").write_text("# site override for {{ peer.fqdn }}\n" + builtin)
+    settings.CONFIG_TEMPLATE_OVERRIDES = tmp_path
+
+    bundle = render(client_peer)
+
+    rules = bundle.text_of("firewall/ipf.rules") or ""
+    assert rules.startswith("# site override for client.example.com\n")
+    assert "isakmpd/isakmpd.conf" in {e["path"] for e in bundle.files}  # the other templates are the built-in ones
+
+
+def test_an_override_that_names_an_unknown_variable_renders_nothing(
+    client_peer: Peer, settings: Any, tmp_path: Any
+) -> None:
+    (tmp_path / "ipf").mkdir()
+    (tmp_path / "ipf" / "ipf.rules.j2").write_text("pass in quick on {{ no_such_variable }} all\n")
+    settings.CONFIG_TEMPLATE_OVERRIDES = tmp_path
+
+    outcome = services.bundle_render(peer_id=client_peer.pk)
+
+    assert outcome.bundle is None
+    assert "no_such_variable" in outcome.reason
+    assert not Bundle.objects.exists()

@@ -96,6 +96,28 @@ FIELDS = [
         ("gateway/pf", "client/ipf"),
     ),
     Field("ca_name", lambda v: (site(ca_name=v), peers()), "Sample CA", ALL_FILES),
+    # The issued client gateways, as the gateway's iked.conf and swanctl.conf pin them.
+    Field(
+        "client_networks.fqdn",
+        lambda v: (site(client_networks=((v, ("10.10.10.0/24",)),)), peers()),
+        "branch.example.net",
+        ("gateway/iked", "gateway/swanctl"),
+    ),
+    Field(
+        "client_networks.fqdn (second)",
+        lambda v: (
+            site(client_networks=(("a.example.net", ("10.30.0.0/16",)), (v, ("10.10.10.0/24", "10.40.0.0/16")))),
+            peers(),
+        ),
+        "branch.example.net",
+        ("gateway/iked", "gateway/swanctl"),
+    ),
+    Field(
+        "client_networks.networks",
+        lambda v: (site(client_networks=(("client.example.com", (v,)),)), peers()),
+        "10.20.0.0/16",
+        ("gateway/iked", "gateway/swanctl"),
+    ),
 ]
 
 
@@ -138,21 +160,30 @@ def structure(files: dict[str, str]) -> dict[str, object]:
 
 
 def check_identities(files: dict[str, str], site_: Site, peers_: Peers) -> None:
-    """The IDs iked and charon will read are exactly the spec's FQDNs."""
+    """The IDs iked and charon will read are exactly the spec's FQDNs, each where it belongs."""
+    client_gateways = [fqdn for fqdn, _ in site_.client_networks]
     for key, peer in peers_.items():
+        dstids = []
         for stmt in pf.statements(files[f"{key}/iked"]):
             words = stmt.words
             assert stmt.tokens[words.index("srcid") + 1] == pf.Token("string", peer.fqdn)
-            if not peer.is_gateway:
-                assert stmt.tokens[words.index("dstid") + 1] == pf.Token("string", site_.gateway.fqdn)
+            if "dstid" in words:
+                dstids.append(stmt.tokens[words.index("dstid") + 1])
+        # The gateway pins one policy to each client gateway (the roaming policy has no dstid); a
+        # client pins its one policy to the gateway.
+        peer_ids = client_gateways if peer.is_gateway else [site_.gateway.fqdn]
+        assert dstids == [pf.Token("string", fqdn) for fqdn in peer_ids]
         conns = swanctl_reader.read(files[f"{key}/swanctl"])["connections"]
         assert isinstance(conns, dict)
-        (conn,) = conns.values()
-        assert isinstance(conn, dict)
-        assert conn["local"] == {"auth": "pubkey", "certs": f"{peer.fqdn}.crt", "id": peer.fqdn}
-        remote = conn["remote"]
-        assert isinstance(remote, dict)
-        assert remote["id"] == ("%any" if peer.is_gateway else site_.gateway.fqdn)
+        remote_ids = []
+        for conn in conns.values():
+            assert isinstance(conn, dict)
+            assert conn["local"] == {"auth": "pubkey", "certs": f"{peer.fqdn}.crt", "id": peer.fqdn}
+            remote = conn["remote"]
+            assert isinstance(remote, dict)
+            remote_ids.append(remote["id"])
+        roaming = set(site_.issued_clients) - set(client_gateways)  # anyone of the CA, last, if needed
+        assert remote_ids == (peer_ids + ["%any"] * bool(roaming) if peer.is_gateway else peer_ids)
 
 
 BASELINES: dict[str, dict[str, object]] = {}

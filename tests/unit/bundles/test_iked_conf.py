@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -28,8 +29,8 @@ PEERS: dict[str, Callable[[], PeerSpec]] = {
     "laptop.example.com": laptop_peer,
 }
 # The policy grammar's keywords in their one allowed order (ipsec-formats.md §5.2).
-ORDER = ("ikev2", "passive", "active", "esp", "from", "local", "peer", "ikesa", "childsa", "srcid", "dstid")
-ORDER += ("ikelifetime", "lifetime", "rfc7427")
+ORDER: tuple[str, ...] = ("ikev2", "quick", "passive", "active", "esp", "from", "local", "peer", "ikesa", "childsa")
+ORDER += ("srcid", "dstid", "ikelifetime", "lifetime", "rfc7427")
 # WEAK_TOKENS as iked and strongSwan spell them, plus SHA-1 (hmac-sha1, sha1).
 WEAK = {t.lower().replace("_", "") for t in WEAK_TOKENS} | {"blowfish", "sha1"}
 
@@ -49,6 +50,9 @@ def algorithms(policy: tuple[str, ...]) -> set[str]:
     """The algorithm words after ikesa/childsa, split at dashes (hmac-sha2-256 -> hmac, sha2, 256)."""
     start, end = policy.index("ikesa"), policy.index("srcid")
     return {part for word in policy[start:end] for part in word.split("-")}
+
+
+_FLOW = re.compile(r" from (\S+) to (\S+)")
 
 
 def iked_binary() -> str:
@@ -87,28 +91,93 @@ def test_it_keeps_the_fixed_keyword_order(fqdn: str) -> None:
         assert policy[-1] == "rfc7427"  # SHA2-256 signatures, not "rsa" (SHA-1)
 
 
-def test_it_writes_one_passive_policy_per_gateway_network_on_the_gateway() -> None:
-    gateway = dataclasses.replace(site().gateway, networks=("10.1.1.0/24", "10.2.0.0/16"))
-    got = policies(iked_conf(gateway_peer(), site(gateway=gateway)))
-    assert [p[:6] for p in got] == [
-        ("ikev2", "roaming-1", "passive", "esp", "from", "10.1.1.0/24"),
-        ("ikev2", "roaming-2", "passive", "esp", "from", "10.2.0.0/16"),
-    ]
-    for p in got:
-        assert p[6:12] == ("to", "any", "local", "192.0.34.72", "peer", "any")
-        assert "dstid" not in p  # any client of the CA
+# The gateway's forms: no client yet, only roaming hosts, only client gateways, both. Two gateway
+# networks, and a client gateway with two networks, so that the policies carry several flows.
+GW_NETS = ("10.1.1.0/24", "10.2.0.0/16")
+OTHER = ("a.example.org", ("10.20.0.0/16", "10.30.0.0/16"))
+CLIENT = ("client.example.com", ("10.10.10.0/24",))
+VARIANTS: dict[str, dict[str, object]] = {
+    "no-clients": {"issued_clients": (), "client_networks": ()},
+    "roaming-only": {"issued_clients": ("laptop.example.com",), "client_networks": ()},
+    "gateways-only": {"issued_clients": ("a.example.org", "client.example.com"), "client_networks": (OTHER, CLIENT)},
+    "both": {
+        "issued_clients": ("a.example.org", "client.example.com", "laptop.example.com"),
+        "client_networks": (OTHER, CLIENT),
+    },
+}
+# Each policy's head (up to its first flow), its flows, and its dstid (None: any peer of the CA).
+Policy = tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None]
+PINNED: list[Policy] = [
+    (
+        ("ikev2", "client-1", "quick", "passive", "esp"),
+        tuple((gw, c) for gw in GW_NETS for c in ("10.20.0.0/16", "10.30.0.0/16")),
+        "a.example.org",
+    ),
+    (
+        ("ikev2", "client-2", "quick", "passive", "esp"),
+        tuple((gw, "10.10.10.0/24") for gw in GW_NETS),
+        "client.example.com",
+    ),
+]
+ROAMING: list[Policy] = [(("ikev2", "roaming", "passive", "esp"), tuple((gw, "any") for gw in GW_NETS), None)]
+EXPECTED: dict[str, list[Policy]] = {
+    "no-clients": [],
+    "roaming-only": ROAMING,
+    "gateways-only": PINNED,
+    "both": PINNED + ROAMING,
+}
+
+
+def variant_site(variant: str) -> Site:
+    gateway = dataclasses.replace(site().gateway, networks=GW_NETS)
+    return site(gateway=gateway, **VARIANTS[variant])
+
+
+def read_policy(stmt: pf.Statement) -> Policy:
+    """A gateway policy as iked reads it; checks the words around the flows and the quoting."""
+    words, tokens = stmt.words, stmt.tokens
+    start, end = words.index("from"), words.index("local")
+    assert words[end : end + 4] == ("local", "192.0.34.72", "peer", "any")
+    flows = [tuple(f.split()) for f in " ".join(words[start:end]).split(" , ")]  # "from A to B , from C to D"
+    assert all(len(f) == 4 and f[0::2] == ("from", "to") for f in flows), flows
+    assert tokens[words.index("srcid") + 1] == pf.Token("string", "www.example.com")
+    dstid = None
+    if "dstid" in words:
+        token = tokens[words.index("dstid") + 1]
+        assert token.kind == "string"  # quoted, so iked reads it whole
+        dstid = token.text
+    return words[:start], tuple((f[1], f[3]) for f in flows), dstid
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_it_pins_each_client_gateway_and_keeps_the_roaming_policy_last(variant: str) -> None:
+    text = iked_conf(gateway_peer(), variant_site(variant))
+    assert [read_policy(s) for s in pf.statements(text)] == EXPECTED[variant]
+
+
+def test_it_writes_the_roaming_policy_only_for_roaming_hosts() -> None:
+    # A client gateway that is the only issued client: no generic policy.
+    only = site(issued_clients=("client.example.com",))
+    assert [p[1] for p in policies(iked_conf(gateway_peer(), only))] == ["client-1"]
+    assert [p[1] for p in policies(iked_conf(gateway_peer()))] == ["client-1", "roaming"]
+    assert "no policy" in iked_conf(gateway_peer(), site(issued_clients=(), client_networks=()))
 
 
 def test_it_quotes_the_identities() -> None:
     for name, peer in PEERS.items():
+        dstids = []
         for stmt in pf.statements(iked_conf(peer())):
             tokens = stmt.tokens
             words = stmt.words
             src = tokens[words.index("srcid") + 1]
             assert (src.kind, src.text) == ("string", name)
-            if name != "www.example.com":
+            if "dstid" in words:
                 dst = tokens[words.index("dstid") + 1]
-                assert (dst.kind, dst.text) == ("string", "www.example.com")
+                dstids.append((dst.kind, dst.text))
+        if name == "www.example.com":
+            assert dstids == [("string", "client.example.com")]  # the roaming policy has none
+        else:
+            assert dstids == [("string", "www.example.com")]
 
 
 def test_it_carries_what_each_client_has() -> None:
@@ -142,11 +211,29 @@ def test_it_warns_at_the_top_of_a_legacy_file() -> None:
 def test_it_passes_iked_n(fqdn: str, suite: str, tmp_path: Path) -> None:
     peer = PEERS[fqdn]()
     printed = iked_n(iked_conf(peer, site(suite=SUITES[suite])), tmp_path)
-    assert len(printed) == 1
-    assert f"srcid {fqdn} " in printed[0]  # the quoted ID reached iked whole
-    if not peer.is_gateway:
+    assert len(printed) == (2 if peer.is_gateway else 1)
+    for line in printed:
+        assert f"srcid {fqdn} " in line  # the quoted ID reached iked whole
+        assert line.endswith(" rfc7427")
+    if peer.is_gateway:
+        assert printed[0].startswith('ikev2 "client-1" quick passive ')
+        assert " dstid client.example.com " in printed[0]
+        assert printed[1].startswith('ikev2 "roaming" passive ')
+        assert " dstid " not in printed[1]
+    else:
         assert " dstid www.example.com " in printed[0]
-    assert printed[0].endswith(" rfc7427")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_it_passes_iked_n_in_every_gateway_form(variant: str, tmp_path: Path) -> None:
+    printed = iked_n(iked_conf(gateway_peer(), variant_site(variant)), tmp_path)
+    want = EXPECTED[variant]
+    assert len(printed) == len(want)
+    for line, (head, flows, dstid) in zip(printed, want, strict=True):
+        assert line.startswith(f'ikev2 "{head[1]}" {"quick " if "quick" in head else ""}passive tunnel esp inet ')
+        # iked prints each flow it parsed (in its own order); "any" is 0.0.0.0/0
+        assert set(_FLOW.findall(line)) == {(a, "0.0.0.0/0" if b == "any" else b) for a, b in flows}, line
+        assert (f" dstid {dstid} " in line) if dstid else (" dstid " not in line)
 
 
 def test_it_passes_iked_n_with_several_networks_and_a_known_address(tmp_path: Path) -> None:
@@ -155,8 +242,11 @@ def test_it_passes_iked_n_with_several_networks_and_a_known_address(tmp_path: Pa
     assert len(iked_n(iked_conf(gateway_peer(), site_), tmp_path)) == 2
     peer = client_peer(networks=("10.10.10.0/24", "10.20.0.0/16"), address="198.51.100.7")
     printed = iked_n(iked_conf(peer, site_), tmp_path)
-    assert len(printed) == 2
-    assert " from 10.20.0.0/16 to 10.2.0.0/16 from 10.10.10.0/24 to 10.2.0.0/16 local 198.51.100.7 " in printed[1]
+    assert len(printed) == 1  # one IKE SA and one child SA for all four flows, as on the gateway
+    assert set(_FLOW.findall(printed[0])) == {
+        (src, dst) for src in ("10.10.10.0/24", "10.20.0.0/16") for dst in ("10.1.1.0/24", "10.2.0.0/16")
+    }
+    assert " local 198.51.100.7 peer 192.0.34.72 " in printed[0]
 
 
 def test_it_cannot_leave_the_address_placeholder_to_iked(tmp_path: Path) -> None:

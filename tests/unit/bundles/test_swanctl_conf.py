@@ -10,6 +10,7 @@ CA_PORTAL_REQUIRE_TOOLS=1 (CI).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -41,23 +42,34 @@ def swanctl_conf(peer: PeerSpec, site_: Site | None = None) -> str:
     return render_swanctl_conf(environment(), site_ or site(), peer)
 
 
-def expected_tree(fqdn: str) -> reader.Tree:
-    """The case study's connections, as the parser must read them back."""
+def expected_conn(name: str, fqdn: str, remote_id: str, local_ts: str, remote_ts: str) -> reader.Tree:
     gateway = fqdn == "www.example.com"
-    name = "roaming" if gateway else "gateway"
-    child: reader.Tree = {
-        "local_ts": {"www.example.com": "10.1.1.0/24", "client.example.com": "10.10.10.0/24"}.get(fqdn, "dynamic"),
-        "remote_ts": "dynamic" if gateway else "10.1.1.0/24",
-        "esp_proposals": SUITE,
-        "start_action": "none" if gateway else "start",
-    }
     conn: reader.Tree = {"version": "2"}
     conn.update({"local_addrs": "192.0.34.72"} if gateway else {"remote_addrs": "192.0.34.72"})
     conn["proposals"] = SUITE
     conn["local"] = {"auth": "pubkey", "certs": f"{fqdn}.crt", "id": fqdn}
-    conn["remote"] = {"auth": "pubkey", "cacerts": "ca.crt", "id": "%any" if gateway else "www.example.com"}
+    conn["remote"] = {"auth": "pubkey", "cacerts": "ca.crt", "id": remote_id}
+    child: reader.Tree = {
+        "local_ts": local_ts,
+        "remote_ts": remote_ts,
+        "esp_proposals": SUITE,
+        "start_action": "none" if gateway else "start",
+    }
     conn["children"] = {name: child}
-    return {"connections": {name: conn}}
+    return conn
+
+
+def expected_tree(fqdn: str) -> reader.Tree:
+    """The case study's connections, as the parser must read them back."""
+    if fqdn == "www.example.com":
+        return {
+            "connections": {
+                "client-1": expected_conn("client-1", fqdn, "client.example.com", "10.1.1.0/24", "10.10.10.0/24"),
+                "roaming": expected_conn("roaming", fqdn, "%any", "10.1.1.0/24", "dynamic"),
+            }
+        }
+    local_ts = "10.10.10.0/24" if fqdn == "client.example.com" else "dynamic"
+    return {"connections": {"gateway": expected_conn("gateway", fqdn, "www.example.com", local_ts, "10.1.1.0/24")}}
 
 
 @pytest.mark.parametrize("fqdn", sorted(PEERS))
@@ -77,19 +89,91 @@ def test_it_lists_several_networks_in_one_traffic_selector() -> None:
     assert conn["children"]["gateway"]["local_ts"] == "10.10.10.0/24, 10.20.0.0/16"  # type: ignore[index]
 
 
-@pytest.mark.parametrize("fqdn", sorted(PEERS))
-def proposal_words(text: str) -> set[str]:
-    """The algorithm words of the connection's proposals and its child's esp_proposals."""
+# The gateway's forms: no client yet, only roaming hosts, only client gateways, both. Two gateway
+# networks, and a client gateway with two networks, so that every traffic selector lists several.
+GW_NETS = ("10.1.1.0/24", "10.2.0.0/16")
+OTHER = ("a.example.org", ("10.20.0.0/16", "10.30.0.0/16"))
+CLIENT = ("client.example.com", ("10.10.10.0/24",))
+VARIANTS: dict[str, dict[str, object]] = {
+    "no-clients": {"issued_clients": (), "client_networks": ()},
+    "roaming-only": {"issued_clients": ("laptop.example.com",), "client_networks": ()},
+    "gateways-only": {"issued_clients": ("a.example.org", "client.example.com"), "client_networks": (OTHER, CLIENT)},
+    "both": {
+        "issued_clients": ("a.example.org", "client.example.com", "laptop.example.com"),
+        "client_networks": (OTHER, CLIENT),
+    },
+}
+# connection (and child) name -> (remote id, local_ts, remote_ts), in the file's order
+Expected = dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]
+PINNED: Expected = {
+    "client-1": ("a.example.org", GW_NETS, ("10.20.0.0/16", "10.30.0.0/16")),
+    "client-2": ("client.example.com", GW_NETS, ("10.10.10.0/24",)),
+}
+ROAMING: Expected = {"roaming": ("%any", GW_NETS, ("dynamic",))}
+EXPECTED: dict[str, Expected] = {
+    "no-clients": {},
+    "roaming-only": ROAMING,
+    "gateways-only": PINNED,
+    "both": {**PINNED, **ROAMING},
+}
+
+
+def variant_site(variant: str) -> Site:
+    gateway = dataclasses.replace(site().gateway, networks=GW_NETS)
+    return site(gateway=gateway, **VARIANTS[variant])
+
+
+def connections(text: str) -> Expected:
+    """What the parser reads back: name -> (remote id, local_ts, remote_ts), checking the rest."""
     conns = reader.read(text)["connections"]
     assert isinstance(conns, dict)
-    (conn,) = conns.values()
-    assert isinstance(conn, dict)
-    children = conn["children"]
-    assert isinstance(children, dict)
-    (child,) = children.values()
-    assert isinstance(child, dict)
-    values = f"{conn['proposals']},{child['esp_proposals']}"
-    return set(values.replace(",", "-").split("-"))
+    found: Expected = {}
+    for name, conn in conns.items():
+        assert isinstance(conn, dict)
+        assert conn["local"] == {"auth": "pubkey", "certs": "www.example.com.crt", "id": "www.example.com"}
+        remote = conn["remote"]
+        assert isinstance(remote, dict)
+        assert remote["cacerts"] == "ca.crt"
+        children = conn["children"]
+        assert isinstance(children, dict)
+        assert list(children) == [name]
+        child = children[name]
+        assert isinstance(child, dict)
+        assert child["start_action"] == "none"
+        ts = (str(child["local_ts"]).split(", "), str(child["remote_ts"]).split(", "))
+        found[name] = (str(remote["id"]), tuple(ts[0]), tuple(ts[1]))
+    return found
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_it_pins_each_client_gateway_to_its_networks(variant: str) -> None:
+    text = swanctl_conf(gateway_peer(), variant_site(variant))
+    found = connections(text)
+    assert found == EXPECTED[variant]
+    assert list(found) == list(EXPECTED[variant])  # the client gateways first, sorted by FQDN; roaming last
+
+
+def test_it_keeps_the_roaming_connection_only_for_roaming_hosts() -> None:
+    # A client gateway that is the only issued client: no %any connection at all.
+    only = site(issued_clients=("client.example.com",))
+    assert list(connections(swanctl_conf(gateway_peer(), only))) == ["client-1"]
+    # A roaming host that is not (yet) a client gateway keeps the roaming connection.
+    assert list(connections(swanctl_conf(gateway_peer(), site()))) == ["client-1", "roaming"]
+
+
+def proposal_words(text: str) -> set[str]:
+    """The algorithm words of every connection's proposals and its children's esp_proposals."""
+    conns = reader.read(text)["connections"]
+    assert isinstance(conns, dict)
+    assert conns
+    values = []
+    for conn in conns.values():
+        assert isinstance(conn, dict)
+        children = conn["children"]
+        assert isinstance(children, dict)
+        values.append(conn["proposals"])
+        values.extend(child["esp_proposals"] for child in children.values())  # type: ignore[index]
+    return set(",".join(values).replace(",", "-").split("-"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("fqdn", sorted(PEERS))
@@ -202,8 +286,11 @@ def charon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Charon]:
         log.close()
 
 
-def load(charon: Charon, text: str, peer: PeerSpec, tmp_path: Path) -> str:
-    """Load ``text`` as /etc/swanctl/swanctl.conf would be, with the bundle's certificates beside it."""
+def load(charon: Charon, text: str, peer: PeerSpec, tmp_path: Path, count: int = 1) -> str:
+    """Load ``text`` as /etc/swanctl/swanctl.conf would be, with the bundle's certificates beside it.
+
+    ``count`` is how many connections the file has; loading replaces whatever the last test loaded.
+    """
     for sub in ("x509ca", "x509", "private"):
         (tmp_path / sub).mkdir(exist_ok=True)
     shutil.copy(FIXTURES / "ca.crt", tmp_path / "x509ca" / "ca.crt")
@@ -215,23 +302,72 @@ def load(charon: Charon, text: str, peer: PeerSpec, tmp_path: Path) -> str:
     output = result.stdout + result.stderr
     # A syntax error exits 0 with "no connections found": only this line proves the file loaded.
     assert result.returncode == 0, output
-    assert "successfully loaded 1 connections" in output, output
+    if count:
+        assert f"successfully loaded {count} connections" in output, output
+    else:  # a file without connections says the same as a broken one, but without the parser's complaint
+        assert "no connections found" in output, output
+        assert "invalid config file" not in output, output
+        assert "syntax error" not in output, output
     listing = subprocess.run(
         [charon.swanctl, "--list-conns", "--uri", charon.uri], env=env, capture_output=True, text=True, timeout=30
     )
     assert listing.returncode == 0, listing.stderr
+    if not count:
+        assert listing.stdout == "", listing.stdout
     return listing.stdout
+
+
+def listed(listing: str) -> Expected:
+    """``swanctl --list-conns`` read back: name -> (remote id, local TS, remote TS) of its one child."""
+    ids: dict[str, str] = {}
+    ts: dict[str, dict[str, tuple[str, ...]]] = {}
+    name = side = child = ""
+    for line in listing.splitlines():
+        text = line.strip()
+        indent = len(line) - len(line.lstrip(" "))
+        if indent == 0:
+            name, side, child = text.split(":")[0], "", ""
+            ids[name], ts[name] = "", {}
+        elif indent == 2 and text.endswith("authentication:"):
+            side, child = text.split()[0], ""
+        elif indent == 2 and ": TUNNEL" in text:
+            side, child = "", text.split(":")[0]
+            assert child == name, listing  # the child is named as its connection
+        elif indent == 4 and side == "remote" and text.startswith("id: "):
+            ids[name] = text.removeprefix("id: ")
+        elif indent == 4 and child and text.startswith(("local:", "remote:")):
+            key, _, value = text.partition(":")
+            ts[name][key] = tuple(value.split())
+    return {n: (ids[n], ts[n].get("local", ()), ts[n].get("remote", ())) for n in ids}
+
+
+# The case study's connections as charon lists them.
+CASESTUDY: dict[str, Expected] = {
+    "www.example.com": {
+        "client-1": ("client.example.com", ("10.1.1.0/24",), ("10.10.10.0/24",)),
+        "roaming": ("%any", ("10.1.1.0/24",), ("dynamic",)),
+    },
+    "client.example.com": {"gateway": ("www.example.com", ("10.10.10.0/24",), ("10.1.1.0/24",))},
+    "laptop.example.com": {"gateway": ("www.example.com", ("dynamic",), ("10.1.1.0/24",))},
+}
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
 @pytest.mark.parametrize("fqdn", sorted(PEERS))
 def test_it_loads_into_charon(fqdn: str, suite: str, charon: Charon, tmp_path: Path) -> None:
     peer = PEERS[fqdn]()
-    listing = load(charon, swanctl_conf(peer, site(suite=SUITES[suite])), peer, tmp_path)
-    remote_id = "%any" if peer.is_gateway else "www.example.com"
+    want = CASESTUDY[fqdn]
+    listing = load(charon, swanctl_conf(peer, site(suite=SUITES[suite])), peer, tmp_path, count=len(want))
     assert f"    id: {fqdn}\n" in listing  # the quoted IDs reached charon whole
-    assert f"    id: {remote_id}\n" in listing
     assert f"    certs: CN={fqdn}\n" in listing  # x509/<fqdn>.crt was found and read
+    assert listed(listing) == want
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_it_loads_every_gateway_form_into_charon(variant: str, charon: Charon, tmp_path: Path) -> None:
+    want = EXPECTED[variant]
+    listing = load(charon, swanctl_conf(gateway_peer(), variant_site(variant)), gateway_peer(), tmp_path, len(want))
+    assert listed(listing) == want  # ids and traffic selectors arrived as rendered
 
 
 @pytest.mark.parametrize(
@@ -246,3 +382,10 @@ def test_it_notices_a_file_charon_refuses(old: str, new: str, charon: Charon, tm
     assert old in text
     with pytest.raises(AssertionError):
         load(charon, text.replace(old, new, 1), client_peer(), tmp_path)
+
+
+def test_it_notices_a_broken_file_where_no_connection_is_expected(charon: Charon, tmp_path: Path) -> None:
+    text = swanctl_conf(gateway_peer(), variant_site("no-clients"))
+    load(charon, text, gateway_peer(), tmp_path, count=0)
+    with pytest.raises(AssertionError):
+        load(charon, text.replace("connections {", "connections {\n    x {", 1), gateway_peer(), tmp_path, count=0)
