@@ -58,6 +58,7 @@ class Bundle(models.Model):
     suite = models.CharField(max_length=40)
     legacy = models.BooleanField(default=False)
     lists_key = models.BooleanField(default=False, help_text="README and SHA256SUMS expect the portal-made key")
+    crl_number = models.BigIntegerField(default=0, help_text="the CRL shipped in crls/ca.crl (0: none yet)")
     created_at = models.DateTimeField(auto_now_add=True)
     checked_at = models.DateTimeField(help_text="last time a render found this version current")
 

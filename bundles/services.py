@@ -36,7 +36,8 @@ from bundles.renderers.spec import (
     validate_ipv4,
 )
 from ca_portal.authority.audit import audit_record
-from ca_portal.authority.models import CertificateAuthority, CertificateRequest
+from ca_portal.authority.models import CertificateAuthority, CertificateRequest, Crl
+from ca_portal.authority.revocation import current_crl
 from ca_portal.authority.roles import is_ca_admin
 from ca_portal.authority.services import active_ca
 from enrollment.models import Peer, PortalKey
@@ -150,7 +151,9 @@ def _profile_facts(profile: SiteProfile) -> dict[str, Any]:
 
 def issued_peers() -> QuerySet[Peer]:
     return Peer.objects.filter(
-        decision=Peer.Decision.APPROVED, certificate_request__status=CertificateRequest.Status.ISSUED
+        decision=Peer.Decision.APPROVED,
+        certificate_request__status=CertificateRequest.Status.ISSUED,
+        certificate_request__certificate__revoked_at__isnull=True,
     )
 
 
@@ -158,9 +161,21 @@ def gateway_peer(profile: SiteProfile) -> Peer | None:
     """The profile's gateway, or the only issued server peer when the profile names none."""
     servers = issued_peers().filter(kind=Peer.Kind.SERVER).select_related("certificate_request__certificate")
     if profile.gateway_id is not None:
-        return servers.filter(pk=profile.gateway_id).first()
-    found = list(servers[:2])
-    return found[0] if len(found) == 1 else None
+        # The chosen gateway, or, once it has been renewed and superseded, its newest live successor.
+        wanted = profile.gateway_id
+        for _ in range(20):
+            chosen = servers.filter(pk=wanted).first()
+            if chosen is not None:
+                return chosen
+            successor = Peer.objects.filter(renews_id=wanted).order_by("-pk").values_list("pk", flat=True).first()
+            if successor is None:
+                return None
+            wanted = successor
+        return None
+    found = list(servers.order_by("pk")[:3])
+    if len({server.fqdn for server in found}) != 1:
+        return None
+    return found[0]  # one gateway; during its renewal, the old one until the new one supersedes it
 
 
 @dataclass(frozen=True)
@@ -177,9 +192,11 @@ class IssuedClients:
 
 
 def issued_clients() -> IssuedClients:
-    rows = issued_peers().filter(kind=Peer.Kind.CLIENT).order_by("fqdn").values_list("fqdn", "networks")
+    rows = issued_peers().filter(kind=Peer.Kind.CLIENT).order_by("fqdn", "pk").values_list("fqdn", "networks")
     fqdns = sorted({fqdn for fqdn, _ in rows})
-    networks = tuple((fqdn, tuple(nets)) for fqdn, nets in rows if nets)
+    # During a renewal the old and the new peer are both issued: one entry per FQDN (the newest).
+    by_fqdn = {fqdn: tuple(nets) for fqdn, nets in rows}
+    networks = tuple((fqdn, nets) for fqdn, nets in sorted(by_fqdn.items()) if nets)
     return IssuedClients(tuple(fqdns), networks)
 
 
@@ -197,7 +214,9 @@ def _ca_der_b64(ca: CertificateAuthority) -> str:
     return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
 
 
-def site_spec(profile: SiteProfile, ca: CertificateAuthority, gateway: Peer, clients: IssuedClients) -> Site:
+def site_spec(
+    profile: SiteProfile, ca: CertificateAuthority, gateway: Peer, clients: IssuedClients, crl: Crl | None = None
+) -> Site:
     suite = suite_for(profile.suite, legacy_allowed=profile.legacy_allowed)
     return Site(
         ca_name=ca.common_name[:64],
@@ -220,6 +239,7 @@ def site_spec(profile: SiteProfile, ca: CertificateAuthority, gateway: Peer, cli
         issued_clients=clients.fqdns,
         client_networks=clients.networks,
         portal_url=settings.SITE_URL,
+        crl_pem=crl.pem if crl is not None else "",
     )
 
 
@@ -265,6 +285,8 @@ def bundle_render(*, peer_id: int) -> RenderOutcome:
     if gateway is None:
         return RenderOutcome(None, False, "the CA admins have not set up the VPN gateway yet")
     clients = issued_clients()
+    crl = current_crl(ca)
+    crl_number = crl.number if crl is not None else 0
     with transaction.atomic():
         peer = (
             Peer.objects.select_for_update(of=("self",))
@@ -277,7 +299,7 @@ def bundle_render(*, peer_id: int) -> RenderOutcome:
         if peer.kind == Peer.Kind.SERVER and peer.pk != gateway.pk:
             return RenderOutcome(None, False, "this server peer is not the site's gateway (see the site profile)")
         try:
-            site = site_spec(profile, ca, gateway, clients)
+            site = site_spec(profile, ca, gateway, clients, crl)
             spec = peer_spec(peer, profile)
             files = render_files(_environment(), site, spec)
         except (SpecRejected, engine.RenderError) as exc:
@@ -294,6 +316,7 @@ def bundle_render(*, peer_id: int) -> RenderOutcome:
                 certificate=certificate,
                 peers_digest=digest,
                 lists_key=spec.portal_made_key,
+                crl_number=crl_number,
                 checked_at=now,
             )
             return RenderOutcome(latest, False)
@@ -309,6 +332,7 @@ def bundle_render(*, peer_id: int) -> RenderOutcome:
             suite=site.suite.key,
             legacy=site.legacy,
             lists_key=spec.portal_made_key,
+            crl_number=crl_number,
             checked_at=now,
         )
         changed = _changed_paths(latest, bundle)
@@ -344,11 +368,15 @@ def stale_peer_ids(*, limit: int = 10_000) -> list[int]:
             bundle_certificate=Subquery(latest.values("certificate_id")[:1]),
             bundle_digest=Subquery(latest.values("peers_digest")[:1]),
             bundle_lists_key=Subquery(latest.values("lists_key")[:1]),
+            bundle_crl=Subquery(latest.values("crl_number")[:1]),
         )
     )
     stale = Q(bundle_generation__isnull=True) | Q(bundle_generation__lt=profile.generation)
     # The README of a bundle that promised the portal-made key must change once the key is gone.
     stale |= Q(bundle_lists_key=True, portal_key__destroyed_at__isnull=False)
+    crl = current_crl()
+    if crl is not None:  # every bundle ships the newest CRL in isakmpd/crls/ca.crl
+        stale |= Q(bundle_crl__lt=crl.number)
     stale |= ~Q(bundle_certificate=F("certificate_request__certificate__id"))
     ids = list(peers.filter(stale).order_by("pk").values_list("pk", flat=True)[:limit])
     if gateway.pk not in ids:

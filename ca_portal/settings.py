@@ -235,9 +235,32 @@ CA_KEY_PASSPHRASE_FILE = env_path("CA_KEY_PASSPHRASE_FILE", VAR_DIR / "ca-key-pa
 CA_CRL_URL = f"{SITE_URL}/crl.der"
 CA_DEFAULT_VALIDITY_DAYS = env_int("CA_DEFAULT_VALIDITY_DAYS", 365, minimum=1, maximum=825)
 # A request still pending or signing after this long is queued again by the sweeper.
+# CRLs: nextUpdate this many days after thisUpdate; a new CRL is made at half-life.
+CRL_VALIDITY_DAYS = env_int("CRL_VALIDITY_DAYS", 7, minimum=1, maximum=365)
 # Site overrides of templates/configs/ (same relative names, e.g. isakmpd/gateway.conf.j2).
 CONFIG_TEMPLATE_OVERRIDES = env_path("CA_PORTAL_CONFIG_TEMPLATES", VAR_DIR / "configs")
 CA_REQUEUE_AFTER_SECONDS = env_int("CA_REQUEUE_AFTER_SECONDS", 60, minimum=5, maximum=86400)
+
+
+def renewal_reminder_days(raw: str, *, name: str = "RENEWAL_REMINDER_DAYS") -> tuple[int, ...]:
+    """Parse "30,7,1": distinct whole numbers of days, 1 to 825, largest first. Anything else stops start-up."""
+    days: list[int] = []
+    for item in raw.split(","):
+        text = item.strip()
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 825:
+            raise ImproperlyConfigured(
+                f"{name} must be a comma list of whole numbers of days between 1 and 825, like 30,7,1; got {raw!r}"
+            )
+        if int(text) in days:
+            raise ImproperlyConfigured(f"{name} names {text} days twice: {raw!r}")
+        days.append(int(text))
+    return tuple(sorted(days, reverse=True))
+
+
+# Renewal: owners are mailed this many days before their certificate expires, and the old certificate
+# is revoked as superseded this many hours after the renewal's bundle was first downloaded.
+RENEWAL_REMINDER_DAYS = renewal_reminder_days(env_str("RENEWAL_REMINDER_DAYS", "30,7,1"))
+RENEWAL_GRACE_HOURS = env_int("RENEWAL_GRACE_HOURS", 72, minimum=0, maximum=90 * 24)
 
 # --- Celery ---------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
@@ -273,6 +296,8 @@ CELERY_TASK_DEFAULT_QUEUE = "render"
 CELERY_TASK_ROUTES = {
     "authority.certificates_issue_pending": {"queue": "signer"},
     "enrollment.peer_key_generate": {"queue": "signer"},  # keys are made in the signer pool, never on the web
+    "authority.crl_publish": {"queue": "signer"},  # CRLs are signed with the CA key
+    "authority.crl_renew_if_due": {"queue": "signer"},
 }
 CELERY_TASK_TIME_LIMIT = 5 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 60
@@ -290,6 +315,10 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-requests": {"task": "authority.requests_requeue_stale", "schedule": 30.0},
     "requeue-stale-portal-keys": {"task": "enrollment.portal_keys_requeue_stale", "schedule": 30.0},
     "render-stale-bundles": {"task": "bundles.bundles_render_stale", "schedule": 30.0},
+    "renew-crl": {"task": "authority.crl_renew_if_due", "schedule": 600.0},
+    "check-audit-chain": {"task": "authority.audit_check", "schedule": 3600.0},
+    "supersede-renewed": {"task": "enrollment.renewals_supersede", "schedule": 3600.0},
+    "renewal-reminders": {"task": "enrollment.renewal_reminders_send", "schedule": 3600.0},
 }
 
 LOGGING = {

@@ -11,9 +11,12 @@ urlpatterns = [
     path("otp/setup/", otp_views.otp_setup, name="otp-setup"),
     path("otp/verify/", otp_views.otp_verify, name="otp-verify"),
     path("ca.pem", authority_views.ca_pem, name="ca-pem"),
+    path("crl.pem", authority_views.crl_pem, name="crl-pem"),
+    path("crl.der", authority_views.crl_der, name="crl-der"),
     path("ca/", authority_views.ca_detail, name="ca-detail"),
     path("healthz", authority_views.healthz, name="healthz"),
     path("peers/", include("enrollment.urls")),
     path("bundles/", include("bundles.urls")),
+    path("audit/", include("ca_portal.authority.inventory_urls")),
     path("api/", include("ca_portal.api")),
 ]

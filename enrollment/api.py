@@ -27,10 +27,11 @@ from enrollment.serializers import (
     PeerCreateSerializer,
     PeerFilterSerializer,
     PeerRejectSerializer,
+    PeerRevokeSerializer,
     PeerSerializer,
     peer_created_data,
 )
-from enrollment.services import peer_approve, peer_register_full, peer_reject
+from enrollment.services import peer_approve, peer_register_full, peer_reject, peer_revoke
 
 PEER_ID = OpenApiParameter(
     "id", {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}, OpenApiParameter.PATH, description="the peer's id"
@@ -41,9 +42,13 @@ _STATUS_FILTERS = {
     "rejected": Q(decision=Peer.Decision.REJECTED),
     "approved": Q(decision=Peer.Decision.APPROVED)
     & (Q(certificate_request__isnull=True) | Q(certificate_request__status__in=_IN_FLIGHT)),
-    "issued": Q(decision=Peer.Decision.APPROVED, certificate_request__status=CertificateRequest.Status.ISSUED),
+    "issued": Q(
+        decision=Peer.Decision.APPROVED,
+        certificate_request__status=CertificateRequest.Status.ISSUED,
+        certificate_request__certificate__revoked_at__isnull=True,
+    ),
     "failed": Q(decision=Peer.Decision.APPROVED, certificate_request__status=CertificateRequest.Status.FAILED),
-    "revoked": Q(pk__in=[]),  # revocation arrives with its own issue; until then no peer is revoked
+    "revoked": Q(decision=Peer.Decision.APPROVED, certificate_request__certificate__revoked_at__isnull=False),
 }
 
 
@@ -200,9 +205,34 @@ class PeerRejectView(ApiView):
         return Response(PeerSerializer(rejected).data)
 
 
+class PeerRevokeView(ApiView):
+    @extend_schema(
+        operation_id="peers_revoke",
+        tags=["peers"],
+        summary="Revoke an issued peer's certificate (its owner, or CA admins)",
+        description="The certificate goes on the next CRL at once (the signer publishes it); the FQDN becomes free "
+        "to register again. A peer that is not issued, or already revoked, gives 409.",
+        parameters=[PEER_ID],
+        request=PeerRevokeSerializer,
+        responses={200: PeerSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
+    )
+    def post(self, request: Request, id: str) -> Response:
+        user = request.user
+        assert isinstance(user, User)
+        if is_auditor(user) and not is_ca_admin(user):  # auditors change nothing, whatever the id
+            raise exceptions.PermissionDenied("auditors review; they do not revoke")
+        peer = peer_get(user, id)  # then 404: a stranger learns nothing
+        if not (is_ca_admin(user) or peer.owner_id == user.pk):
+            raise exceptions.PermissionDenied("only the owner or a CA admin may revoke this peer")
+        data = body(PeerRevokeSerializer, request)
+        revoked = peer_revoke(peer_id=peer.pk, user=user, reason=data["reason"], comment=data["comment"])
+        return Response(PeerSerializer(revoked).data)
+
+
 urlpatterns = [
     path("peers", PeerListView.as_view(), name="api-peers"),
     path("peers/<str:id>", PeerDetailView.as_view(), name="api-peer"),
     path("peers/<str:id>/approve", PeerApproveView.as_view(), name="api-peer-approve"),
     path("peers/<str:id>/reject", PeerRejectView.as_view(), name="api-peer-reject"),
+    path("peers/<str:id>/revoke", PeerRevokeView.as_view(), name="api-peer-revoke"),
 ]

@@ -10,31 +10,11 @@ from ca_portal.pki.csr import MAX_CSR_BYTES
 from enrollment.models import Peer
 
 
-class PeerRegisterForm(forms.Form):
+class _KeyChoiceForm(forms.Form):
+    """The key part of registration and renewal: the owner's CSR (pasted or uploaded) or a portal-made key."""
+
     KEY_CHOICES = [("csr", "I bring my own certificate request (recommended)"), ("portal", "Make the key for me")]
 
-    fqdn = forms.CharField(
-        label="FQDN of the peer",
-        max_length=127,
-        help_text="The host's fully qualified name, lower case, e.g. laptop1.example.org. "
-        "It becomes the certificate's ID.",
-        widget=forms.TextInput(
-            attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "laptop1.example.org"}
-        ),
-    )
-    kind = forms.ChoiceField(choices=Peer.Kind.choices, initial=Peer.Kind.CLIENT)
-    networks = forms.CharField(
-        required=False,
-        label="Networks behind the peer",
-        help_text="For a client gateway or the VPN gateway: one CIDR per line, e.g. 10.10.10.0/24. "
-        "Leave empty for a roaming laptop.",
-        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
-    )
-    address = forms.CharField(
-        required=False,
-        label="Public address",
-        help_text="Required for the VPN gateway (kind server): the address clients connect to.",
-    )
     key_source = forms.ChoiceField(choices=KEY_CHOICES, initial="csr", widget=forms.RadioSelect, label="Private key")
     csr = forms.CharField(
         required=False,
@@ -43,19 +23,6 @@ class PeerRegisterForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "mono"}),
     )
     csr_file = forms.FileField(required=False, label="…or upload the .csr file")
-
-    def __init__(self, *args: Any, allow_server: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if not allow_server:
-            kind = self.fields["kind"]
-            assert isinstance(kind, forms.ChoiceField)
-            kind.choices = [(Peer.Kind.CLIENT, Peer.Kind.CLIENT.label)]
-
-    def clean_fqdn(self) -> str:
-        return str(self.cleaned_data["fqdn"]).strip()
-
-    def clean_networks(self) -> list[str]:
-        return [line.strip() for line in str(self.cleaned_data["networks"]).splitlines() if line.strip()]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -80,6 +47,50 @@ class PeerRegisterForm(forms.Form):
         return data
 
 
+class PeerRegisterForm(_KeyChoiceForm):
+    field_order = ["fqdn", "kind", "networks", "address", "key_source", "csr", "csr_file"]
+
+    fqdn = forms.CharField(
+        label="FQDN of the peer",
+        max_length=127,
+        help_text="The host's fully qualified name, lower case, e.g. laptop1.example.org. "
+        "It becomes the certificate's ID.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "laptop1.example.org"}
+        ),
+    )
+    kind = forms.ChoiceField(choices=Peer.Kind.choices, initial=Peer.Kind.CLIENT)
+    networks = forms.CharField(
+        required=False,
+        label="Networks behind the peer",
+        help_text="For a client gateway or the VPN gateway: one CIDR per line, e.g. 10.10.10.0/24. "
+        "Leave empty for a roaming laptop.",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
+    address = forms.CharField(
+        required=False,
+        label="Public address",
+        help_text="Required for the VPN gateway (kind server): the address clients connect to.",
+    )
+
+    def __init__(self, *args: Any, allow_server: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not allow_server:
+            kind = self.fields["kind"]
+            assert isinstance(kind, forms.ChoiceField)
+            kind.choices = [(Peer.Kind.CLIENT, Peer.Kind.CLIENT.label)]
+
+    def clean_fqdn(self) -> str:
+        return str(self.cleaned_data["fqdn"]).strip()
+
+    def clean_networks(self) -> list[str]:
+        return [line.strip() for line in str(self.cleaned_data["networks"]).splitlines() if line.strip()]
+
+
+class RenewForm(_KeyChoiceForm):
+    """Renewal: the FQDN, kind, networks and address are the peer's; only the key is new."""
+
+
 class RejectForm(forms.Form):
     reason = forms.CharField(
         max_length=500, widget=forms.Textarea(attrs={"rows": 3}), label="Reason (the owner sees it)"
@@ -96,6 +107,30 @@ class PolicyForm(forms.Form):
     allow_self_approval = forms.BooleanField(
         required=False, help_text="Only takes effect while the site has exactly one CA admin."
     )
+    auto_approve_renewals = forms.BooleanField(
+        required=False,
+        label="Approve renewals automatically",
+        help_text="A renewal keeps the FQDN, kind, networks and owner of the certificate it replaces; with this "
+        "on it is signed without waiting for a CA admin. Every automatic approval is in the audit log.",
+    )
 
     def clean_allowed_domains(self) -> list[str]:
         return [line.strip() for line in str(self.cleaned_data["allowed_domains"]).splitlines() if line.strip()]
+
+
+class RevokeForm(forms.Form):
+    """The confirmation step of a revocation: a reason, an optional note, and an explicit tick."""
+
+    reason = forms.ChoiceField(widget=forms.RadioSelect)
+    comment = forms.CharField(
+        max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Note for the audit log"
+    )
+    confirm = forms.BooleanField(
+        label="I understand: the certificate stops working once peers have the new CRL, and this cannot be undone."
+    )
+
+    def __init__(self, *args: Any, reasons: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["reason"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = reasons

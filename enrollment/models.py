@@ -19,6 +19,10 @@ class SitePolicy(models.Model):
     allow_self_approval = models.BooleanField(
         default=False, help_text="a site with exactly one CA admin may approve that admin's own requests"
     )
+    auto_approve_renewals = models.BooleanField(
+        default=False,
+        help_text="renewals that keep the FQDN and kind of the certificate they replace need no CA admin",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -65,10 +69,32 @@ class Peer(models.Model):
         CertificateRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="peer"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(
+        null=True, blank=True, help_text="set when its certificate is revoked: the FQDN is free to register again"
+    )
+    renews = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="renewals",
+        help_text="the peer whose certificate this one replaces; both are live until the old one is superseded",
+    )
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["fqdn"], condition=~Q(decision="rejected"), name="one_live_peer_per_fqdn"),
+            # One live peer per FQDN, except that a renewal coexists with the peer it renews
+            # (peer_register_full still refuses every FQDN that any live peer holds).
+            models.UniqueConstraint(
+                fields=["fqdn"],
+                condition=~Q(decision="rejected") & Q(retired_at__isnull=True) & Q(renews__isnull=True),
+                name="one_live_peer_per_fqdn_v3",
+            ),
+            models.UniqueConstraint(
+                fields=["renews"],
+                condition=~Q(decision="rejected") & Q(retired_at__isnull=True),
+                name="one_live_renewal_per_peer",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -76,12 +102,16 @@ class Peer(models.Model):
 
     @property
     def status(self) -> str:
-        """The API status: pending | approved | issued | rejected | failed (revoked arrives with revocation)."""
+        """The API status: pending | approved | issued | rejected | revoked | failed."""
         if self.decision != self.Decision.APPROVED:
             return self.decision
         request = self.certificate_request
         if request is None or request.status in (CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING):
             return "approved"
+        if request.status == CertificateRequest.Status.ISSUED:
+            certificate = getattr(request, "certificate", None)
+            if certificate is not None and certificate.revoked_at is not None:
+                return "revoked"
         return request.status
 
     @property
@@ -117,3 +147,21 @@ class PortalKey(models.Model):
 
     def __str__(self) -> str:
         return f"portal key for {self.peer.fqdn}"
+
+
+class RenewalReminder(models.Model):
+    """A renewal reminder for one certificate at one threshold (days before expiry): sent at most once.
+
+    A row for a threshold also stands for every larger one, so a reminder that was missed (the
+    certificate was issued for less than 30 days, the beat was down) is not sent late.
+    """
+
+    certificate = models.ForeignKey("authority.Certificate", on_delete=models.CASCADE, related_name="renewal_reminders")
+    days = models.PositiveIntegerField()
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["certificate", "days"], name="one_renewal_reminder_per_day")]
+
+    def __str__(self) -> str:
+        return f"reminder {self.days}d for certificate {self.certificate_id}"

@@ -38,7 +38,8 @@ def peer_for_user(user: User, peer_id: int) -> Peer:
 def approval_queue(
     *, status: str = "pending", kind: str = "", search: str = "", sort: str = "oldest"
 ) -> QuerySet[Peer]:
-    peers = Peer.objects.select_related("owner", "certificate_request").order_by(QUEUE_SORTS.get(sort, "created_at"))
+    peers = Peer.objects.select_related("owner", "certificate_request", "renews__certificate_request__certificate")
+    peers = peers.order_by(QUEUE_SORTS.get(sort, "created_at"))
     if status == "pending":
         peers = peers.filter(decision=Peer.Decision.PENDING)
     elif status in ("approved", "rejected"):
@@ -82,8 +83,18 @@ def issuance_preview(peer: Peer, policy: SitePolicy) -> IssuancePreview:
             warnings.append(f"the CSR no longer passes the checks: {exc}")
     if not policy.domain_allowed(peer.fqdn):
         warnings.append(f"domain outside policy (allowed: {', '.join(policy.allowed_domains)})")
+    renewed = renewal_note(peer)
+    if renewed:
+        warnings.append(renewed)
+    revoked = Certificate.objects.filter(fqdn=peer.fqdn, revoked_at__isnull=False).order_by("-revoked_at").first()
     previous = Certificate.objects.filter(fqdn=peer.fqdn).order_by("-issued_at").first()
-    if previous is not None:
+    # A renewal's note above already names the certificate it replaces (and earlier renewals' supersessions).
+    if revoked is not None and not (renewed and revoked.revocation_reason == "superseded"):
+        warnings.append(
+            f"this FQDN was revoked before (serial {revoked.serial}, {revoked.revoked_at:%Y-%m-%d}, "
+            f"reason {revoked.revocation_reason}): make sure the new key is not the lost one"
+        )
+    elif previous is not None and not renewed:
         warnings.append(
             f"this FQDN had a certificate before (serial {previous.serial}, issued {previous.issued_at:%Y-%m-%d})"
         )
@@ -109,3 +120,15 @@ def issuance_preview(peer: Peer, policy: SitePolicy) -> IssuancePreview:
         extended_key_usage="serverAuth, clientAuth, ipsecIKE",
         warnings=warnings,
     )
+
+
+def renewal_note(peer: Peer) -> str:
+    """For a renewal: which peer and certificate it replaces, as the queue and the review page say it."""
+    old = peer.renews
+    if old is None:
+        return ""
+    request = old.certificate_request
+    certificate = getattr(request, "certificate", None) if request is not None else None
+    if certificate is None:
+        return f"renewal of {old.fqdn} (peer {old.pk})"
+    return f"renewal of {old.fqdn} (serial {certificate.serial}, valid until {certificate.not_after:%Y-%m-%d})"

@@ -70,6 +70,23 @@ class PeerRejectSerializer(StrictSerializer):
     reason = StrictCharField(max_length=MAX_REASON, help_text="why; the owner sees it")
 
 
+class PeerRevokeSerializer(StrictSerializer):
+    """Why the certificate is revoked (RFC 5280 reason codes); owners may use the first four."""
+
+    reason = serializers.ChoiceField(
+        choices=[
+            "keyCompromise",
+            "cessationOfOperation",
+            "affiliationChanged",
+            "unspecified",
+            "superseded",
+            "privilegeWithdrawn",
+        ],
+        help_text="keyCompromise for a lost or stolen device; superseded and privilegeWithdrawn are for CA admins",
+    )
+    comment = StrictCharField(max_length=500, required=False, default="", help_text="a note for the audit log")
+
+
 class PeerFilterSerializer(serializers.Serializer):  # type: ignore[type-arg]
     status = serializers.ChoiceField(choices=PEER_STATUSES, required=False)
     kind = serializers.ChoiceField(choices=Peer.Kind.choices, required=False)

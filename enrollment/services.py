@@ -6,16 +6,17 @@ import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from ca_portal.authority.audit import audit_record
+from ca_portal.authority.models import Certificate, CertificateRequest
 from ca_portal.authority.roles import CA_ADMIN
 from ca_portal.authority.services import Actor, AuthorityError, actor_name, certificate_request_create
 from ca_portal.pki.csr import vet_csr
@@ -23,7 +24,7 @@ from ca_portal.pki.errors import PkiError
 from ca_portal.pki.keys import encrypt_private_key, generate_private_key
 from ca_portal.pki.names import validate_fqdn
 from ca_portal.pki.profiles import MAX_LEAF_DAYS
-from enrollment.models import Peer, PortalKey, SitePolicy
+from enrollment.models import Peer, PortalKey, RenewalReminder, SitePolicy
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,14 @@ def policy_get() -> SitePolicy:
 
 
 def policy_update(
-    *, allowed_domains: list[str], default_validity_days: int, allow_self_approval: bool, actor: User
+    *,
+    allowed_domains: list[str],
+    default_validity_days: int,
+    allow_self_approval: bool,
+    actor: User,
+    auto_approve_renewals: bool | None = None,
 ) -> SitePolicy:
+    """Save the site policy. ``auto_approve_renewals`` None leaves that setting as it is (and out of the audit)."""
     domains = []
     for raw in allowed_domains:
         domain = raw.strip().lower().lstrip(".")
@@ -65,21 +72,26 @@ def policy_update(
         raise EnrollmentError(f"the validity must be between 1 and {MAX_LEAF_DAYS} days", field="default_validity_days")
     with transaction.atomic():
         policy = SitePolicy.objects.select_for_update().get_or_create(pk=1)[0]
-        before = {
+        before: dict[str, object] = {
             "allowed_domains": policy.allowed_domains,
             "default_validity_days": policy.default_validity_days,
             "allow_self_approval": policy.allow_self_approval,
         }
+        if auto_approve_renewals is not None:
+            before["auto_approve_renewals"] = policy.auto_approve_renewals
+            policy.auto_approve_renewals = auto_approve_renewals
         policy.allowed_domains = sorted(set(domains))
         policy.default_validity_days = default_validity_days
         policy.allow_self_approval = allow_self_approval
         policy.updated_by = actor
         policy.save()
-        after = {
+        after: dict[str, object] = {
             "allowed_domains": policy.allowed_domains,
             "default_validity_days": policy.default_validity_days,
             "allow_self_approval": policy.allow_self_approval,
         }
+        if auto_approve_renewals is not None:
+            after["auto_approve_renewals"] = policy.auto_approve_renewals
         audit_record("policy.updated", actor=actor_name(actor), target="policy", before=before, after=after)
     return policy
 
@@ -153,6 +165,34 @@ def peer_register_full(
     Without a CSR the signer makes an RSA-3072 key for the peer (never the web process); the
     returned passphrase protects that key and must be shown to the owner now: it is not kept.
     """
+    clean_networks, clean_address = _peer_input_clean(
+        fqdn=fqdn, kind=kind, networks=networks, address=address, csr_pem=csr_pem
+    )
+    with transaction.atomic():
+        live = Peer.objects.select_for_update().filter(fqdn=fqdn, retired_at__isnull=True)
+        if live.exclude(decision=Peer.Decision.REJECTED).exists():
+            raise EnrollmentError(f"{fqdn} is already registered", field="fqdn", status=409)
+        peer, passphrase = _peer_create(
+            owner=owner, fqdn=fqdn, kind=kind, networks=clean_networks, address=clean_address, csr_pem=csr_pem
+        )
+        audit_record(
+            "peer.registered",
+            actor=actor_name(actor),
+            target=f"peer:{peer.pk}",
+            fqdn=fqdn,
+            kind=kind,
+            networks=clean_networks,
+            address=clean_address,
+            owner=owner.get_username(),
+            key_source=peer.key_source,
+        )
+    return Registration(peer=peer, key_passphrase=passphrase)
+
+
+def _peer_input_clean(
+    *, fqdn: str, kind: str, networks: list[str], address: str | None, csr_pem: str | None
+) -> tuple[list[str], str | None]:
+    """Validate what a new peer (registered or renewal) is made of; returns its networks and address, clean."""
     try:
         validate_fqdn(fqdn)
     except PkiError as exc:
@@ -175,34 +215,38 @@ def peer_register_full(
             vet_csr(csr_pem, fqdn=fqdn)
         except PkiError as exc:
             raise EnrollmentError(str(exc), field="csr") from None
+    return clean_networks, clean_address
+
+
+def _peer_create(
+    *,
+    owner: User,
+    fqdn: str,
+    kind: str,
+    networks: list[str],
+    address: str | None,
+    csr_pem: str | None,
+    renews: Peer | None = None,
+) -> tuple[Peer, str]:
+    """Inside the caller's transaction: the peer row and, without a CSR, the portal key the signer makes.
+
+    Returns the peer and the passphrase of a portal-made key ("" with a CSR).
+    """
     passphrase = "" if csr_pem else secrets.token_urlsafe(18)
-    with transaction.atomic():
-        if Peer.objects.select_for_update().filter(fqdn=fqdn).exclude(decision=Peer.Decision.REJECTED).exists():
-            raise EnrollmentError(f"{fqdn} is already registered", field="fqdn", status=409)
-        peer = Peer.objects.create(
-            owner=owner,
-            fqdn=fqdn,
-            kind=kind,
-            networks=clean_networks,
-            address=clean_address,
-            csr_pem=csr_pem or "",
-            key_source=Peer.KeySource.CSR if csr_pem else Peer.KeySource.PORTAL,
-        )
-        if not csr_pem:
-            PortalKey.objects.create(peer=peer, handoff_passphrase=passphrase, queued_at=timezone.now())
-            transaction.on_commit(lambda: enqueue("enrollment.peer_key_generate", peer.pk))
-        audit_record(
-            "peer.registered",
-            actor=actor_name(actor),
-            target=f"peer:{peer.pk}",
-            fqdn=fqdn,
-            kind=kind,
-            networks=clean_networks,
-            address=clean_address,
-            owner=owner.get_username(),
-            key_source=peer.key_source,
-        )
-    return Registration(peer=peer, key_passphrase=passphrase)
+    peer = Peer.objects.create(
+        owner=owner,
+        fqdn=fqdn,
+        kind=kind,
+        networks=networks,
+        address=address,
+        csr_pem=csr_pem or "",
+        key_source=Peer.KeySource.CSR if csr_pem else Peer.KeySource.PORTAL,
+        renews=renews,
+    )
+    if not csr_pem:
+        PortalKey.objects.create(peer=peer, handoff_passphrase=passphrase, queued_at=timezone.now())
+        transaction.on_commit(lambda: enqueue("enrollment.peer_key_generate", peer.pk))
+    return peer, passphrase
 
 
 def enqueue(task_name: str, object_id: int) -> bool:
@@ -222,7 +266,15 @@ def peer_key_generate(*, peer_id: int) -> bool:
     """Signer side: make the peer's RSA-3072 key and a CSR for it; keep the key only encrypted.
 
     Safe to call twice: a peer whose key exists is left alone. Returns True if a key was made.
+    A renewal is then approved at once if the site policy allows it (``renewal_auto_approve``).
     """
+    made = _portal_key_make(peer_id=peer_id)
+    if Peer.objects.filter(pk=peer_id, renews__isnull=False, decision=Peer.Decision.PENDING).exists():
+        renewal_auto_approve(peer_id=peer_id)
+    return made
+
+
+def _portal_key_make(*, peer_id: int) -> bool:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.x509.oid import NameOID
@@ -269,41 +321,70 @@ def peer_approve(
         allow_self_approval = self_approval_allowed(policy)
     refused = False
     with transaction.atomic():
-        peer = Peer.objects.select_for_update(of=("self",)).select_related("owner").get(pk=peer_id)
-        if peer.decision != Peer.Decision.PENDING:
-            raise EnrollmentError(f"{peer.fqdn} is {peer.status}, not pending", status=409)
-        if not peer.key_ready:
-            raise EnrollmentError(f"the key for {peer.fqdn} is still being made; try again in a moment", status=409)
+        peer = _pending_locked(peer_id)
         if peer.owner_id == approver.pk and not allow_self_approval:
             refused = True
         else:
-            claimed = Peer.objects.filter(pk=peer.pk, decision=Peer.Decision.PENDING).update(
-                decision=Peer.Decision.APPROVED, decided_by=approver, decided_at=timezone.now()
+            _approve_locked(
+                peer, approver=approver, actor=actor, validity_days=validity_days, enqueue=enqueue, policy=policy
             )
-            if claimed != 1:
-                raise EnrollmentError(f"{peer.fqdn} was decided by someone else meanwhile", status=409)
-            try:
-                request = certificate_request_create(
-                    fqdn=peer.fqdn,
-                    kind=peer.kind,
-                    csr_pem=peer.csr_pem,
-                    validity_days=validity_days if validity_days is not None else policy.default_validity_days,
-                    requested_by=peer.owner,
-                    approved_by=approver,
-                    actor=actor,
-                    enqueue=enqueue,
-                    announce_issued=True,
-                )
-            except (PkiError, AuthorityError) as exc:
-                raise EnrollmentError(str(exc), status=409) from None
-            Peer.objects.filter(pk=peer.pk).update(certificate_request=request)
-            audit_record("peer.approved", actor=actor_name(actor), target=f"peer:{peer.pk}", request=request.pk)
-            transaction.on_commit(lambda: _notify_later(peer.pk, "approved"))
     if refused:
         # Recorded in its own transaction: a refused attempt is a security event (T29, T32).
         audit_record("peer.approve_refused", actor=actor_name(actor), target=f"peer:{peer_id}", reason="self-approval")
         raise EnrollmentError("you cannot approve a request you filed yourself", status=403)
     return peer_fresh(peer.pk)
+
+
+def _pending_locked(peer_id: int) -> Peer:
+    """The peer, locked, if it can be approved now (pending, key made); else 409."""
+    peer = Peer.objects.select_for_update(of=("self",)).select_related("owner").get(pk=peer_id)
+    if peer.decision != Peer.Decision.PENDING:
+        raise EnrollmentError(f"{peer.fqdn} is {peer.status}, not pending", status=409)
+    if not peer.key_ready:
+        raise EnrollmentError(f"the key for {peer.fqdn} is still being made; try again in a moment", status=409)
+    return peer
+
+
+def _approve_locked(
+    peer: Peer,
+    *,
+    approver: User | None,
+    actor: Actor,
+    validity_days: int | None,
+    enqueue: bool,
+    policy: SitePolicy,
+) -> None:
+    """pending -> approved and the signing order, inside the caller's transaction.
+
+    Without an approver it is the site policy that approves (an automatic renewal): no person is
+    recorded as the decider, the audit event says ``auto``, and the owner is not mailed until issuance.
+    """
+    claimed = Peer.objects.filter(pk=peer.pk, decision=Peer.Decision.PENDING).update(
+        decision=Peer.Decision.APPROVED, decided_by=approver, decided_at=timezone.now()
+    )
+    if claimed != 1:
+        raise EnrollmentError(f"{peer.fqdn} was decided by someone else meanwhile", status=409)
+    try:
+        request = certificate_request_create(
+            fqdn=peer.fqdn,
+            kind=peer.kind,
+            csr_pem=peer.csr_pem,
+            validity_days=validity_days if validity_days is not None else policy.default_validity_days,
+            requested_by=peer.owner,
+            approved_by=approver,
+            actor=actor,
+            enqueue=enqueue,
+            announce_issued=True,
+        )
+    except (PkiError, AuthorityError) as exc:
+        raise EnrollmentError(str(exc), status=409) from None
+    Peer.objects.filter(pk=peer.pk).update(certificate_request=request)
+    if approver is None:
+        audit_record("peer.approved", actor=actor_name(actor), target=f"peer:{peer.pk}", request=request.pk, auto=True)
+    else:
+        audit_record("peer.approved", actor=actor_name(actor), target=f"peer:{peer.pk}", request=request.pk)
+        peer_pk = peer.pk
+        transaction.on_commit(lambda: _notify_later(peer_pk, "approved"))
 
 
 def peer_reject(*, peer_id: int, approver: User, reason: str, actor: Actor) -> Peer:
@@ -400,3 +481,323 @@ def portal_keys_requeue_stale(*, older_than: timedelta) -> int:
         if PortalKey.objects.filter(pk=pk, queued_at=queued_at).update(queued_at=timezone.now()) == 1:
             queued += enqueue("enrollment.peer_key_generate", peer_id)
     return queued
+
+
+# --- revocation ------------------------------------------------------------------------------
+
+# What an owner may say about their own peer ("my laptop was stolen"); admins may use every reason.
+OWNER_REASONS = ("keyCompromise", "cessationOfOperation", "affiliationChanged", "unspecified")
+
+
+def peer_revoke(*, peer_id: int, user: User, reason: str, comment: str = "") -> Peer:
+    """Revoke the peer's certificate: a CA admin any peer, an owner their own. The FQDN becomes free."""
+    from ca_portal.authority.revocation import RevocationError, certificate_revoke
+    from ca_portal.authority.roles import is_auditor, is_ca_admin
+
+    admin = is_ca_admin(user)
+    if is_auditor(user) and not admin:
+        raise EnrollmentError("auditors review; they do not revoke", status=403)
+    peer = Peer.objects.select_related("certificate_request__certificate").filter(pk=peer_id).first()
+    if peer is None or not (admin or peer.owner_id == user.pk):
+        raise EnrollmentError("no such peer", status=404)
+    if peer.status == "revoked":
+        raise EnrollmentError("this peer's certificate is already revoked", status=409)
+    if peer.status != "issued":
+        raise EnrollmentError("only an issued certificate can be revoked", status=409)
+    if not admin and reason not in OWNER_REASONS:
+        raise EnrollmentError(f"choose one of: {', '.join(OWNER_REASONS)}", field="reason")
+    certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
+    with transaction.atomic():
+        try:
+            certificate_revoke(
+                certificate_id=certificate.pk, reason=reason, actor=user, comment=comment.strip(), peer_id=peer.pk
+            )
+        except RevocationError as exc:
+            raise EnrollmentError(str(exc), field=exc.field, status=exc.status) from None
+        Peer.objects.filter(pk=peer.pk).update(retired_at=timezone.now())
+    return peer_fresh(peer.pk)
+
+
+# --- renewal ---------------------------------------------------------------------------------
+
+AUTO_RENEWAL_ACTOR = "policy:auto-renewal"
+SUPERSEDE_ACTOR = "policy:renewal"
+
+
+def live_renewal(peer: Peer) -> Peer | None:
+    """The renewal of ``peer`` that is under way or done (not rejected, not retired, signing not failed)."""
+    return (
+        Peer.objects.filter(renews=peer, retired_at__isnull=True)
+        .exclude(decision=Peer.Decision.REJECTED)
+        .exclude(certificate_request__status=CertificateRequest.Status.FAILED)
+        .select_related("certificate_request__certificate")
+        .order_by("-pk")
+        .first()
+    )
+
+
+def renewal_blocker(peer: Peer, *, now: datetime | None = None) -> str:
+    """Why ``peer`` cannot be renewed now ("" if it can). Renewals happen before expiry, once at a time."""
+    if peer.retired_at is not None or peer.status == "revoked":
+        return f"this certificate is revoked; register {peer.fqdn} again for a new one"
+    if peer.status != "issued":
+        return f"only an issued certificate can be renewed; this peer is {peer.progress}"
+    certificate = _certificate_of(peer)
+    moment = now or timezone.now()
+    if certificate is None:  # issued without a certificate: never, but the type checker cannot know
+        return "this peer has no certificate to renew"
+    if certificate.not_after <= moment:
+        return (
+            f"the certificate expired on {certificate.not_after:%Y-%m-%d %H:%M} UTC; renewals happen before expiry. "
+            f"Revoke this peer (reason cessationOfOperation) and register {peer.fqdn} again."
+        )
+    renewal = live_renewal(peer)
+    if renewal is not None:
+        return f"{peer.fqdn} is already being renewed (peer {renewal.pk}, {renewal.progress})"
+    return ""
+
+
+def _certificate_of(peer: Peer) -> Certificate | None:
+    request = peer.certificate_request
+    return getattr(request, "certificate", None) if request is not None else None
+
+
+def peer_renew(*, peer_id: int, user: User, csr_pem: str | None, now: datetime | None = None) -> Registration:
+    """Request a renewal of an issued peer: a new peer with the same identity and a new key.
+
+    Only the owner may renew (404 for anyone else, 403 for auditors). With a CSR the new key is the
+    owner's; without one the signer makes it, as at registration, and the passphrase is returned to be
+    shown once. The renewal waits for a CA admin unless the site policy approves renewals itself
+    (``renewal_auto_approve``). The old certificate stays valid until ``renewals_supersede`` revokes it.
+    """
+    from ca_portal.authority.roles import is_auditor, is_ca_admin
+
+    if is_auditor(user) and not is_ca_admin(user):
+        raise EnrollmentError("auditors review; they do not renew", status=403)
+    old = Peer.objects.filter(pk=peer_id, owner_id=user.pk).first()
+    if old is None:
+        raise EnrollmentError("no such peer", status=404)
+    clean_networks, clean_address = _peer_input_clean(
+        fqdn=old.fqdn, kind=old.kind, networks=list(old.networks), address=old.address, csr_pem=csr_pem
+    )
+    with transaction.atomic():
+        old = (
+            Peer.objects.select_for_update(of=("self",))
+            .select_related("certificate_request__certificate")
+            .get(pk=old.pk)
+        )
+        blocker = renewal_blocker(old, now=now)
+        if blocker:
+            raise EnrollmentError(blocker, status=409)
+        # A renewal whose signing failed is replaced by this one (it never had a certificate).
+        failed = Peer.objects.filter(
+            renews=old, retired_at__isnull=True, certificate_request__status=CertificateRequest.Status.FAILED
+        )
+        for stale in list(failed.values_list("pk", flat=True)):
+            Peer.objects.filter(pk=stale).update(retired_at=timezone.now())
+            audit_record(
+                "peer.retired", actor=actor_name(user), target=f"peer:{stale}", reason="failed renewal replaced"
+            )
+        peer, passphrase = _peer_create(
+            owner=user,
+            fqdn=old.fqdn,
+            kind=old.kind,
+            networks=clean_networks,
+            address=clean_address,
+            csr_pem=csr_pem,
+            renews=old,
+        )
+        audit_record(
+            "peer.renewal_requested",
+            actor=actor_name(user),
+            target=f"peer:{peer.pk}",
+            renews=old.pk,
+            fqdn=peer.fqdn,
+            key_source=peer.key_source,
+        )
+    if csr_pem:
+        renewal_auto_approve(peer_id=peer.pk)
+    return Registration(peer=peer_fresh(peer.pk), key_passphrase=passphrase)
+
+
+def renewal_auto_approve(*, peer_id: int, enqueue: bool = True) -> Peer | None:
+    """Approve a pending renewal without a CA admin if the site policy allows it and its identity is unchanged.
+
+    Unchanged: the FQDN and kind of the certificate it replaces, which must still be valid (not revoked),
+    the same owner, and a domain the policy allows. Returns the approved peer, or None: it stays in the queue.
+    """
+    policy = policy_get()
+    if not policy.auto_approve_renewals:
+        return None
+    peer = (
+        Peer.objects.select_related("renews__certificate_request__certificate", "renews__certificate_request")
+        .filter(pk=peer_id, decision=Peer.Decision.PENDING, renews__isnull=False)
+        .first()
+    )
+    if peer is None or not peer.key_ready or peer.renews is None:
+        return None
+    old = peer.renews
+    certificate = _certificate_of(old)
+    unchanged = (
+        certificate is not None
+        and certificate.revoked_at is None
+        and old.retired_at is None
+        and certificate.fqdn == peer.fqdn
+        and old.certificate_request is not None
+        and old.certificate_request.kind == peer.kind
+        and old.owner_id == peer.owner_id
+        and policy.domain_allowed(peer.fqdn)
+    )
+    if not unchanged:
+        return None
+    try:
+        with transaction.atomic():
+            locked = _pending_locked(peer.pk)
+            _approve_locked(
+                locked, approver=None, actor=AUTO_RENEWAL_ACTOR, validity_days=None, enqueue=enqueue, policy=policy
+            )
+    except EnrollmentError as exc:  # raced with an admin, or the CA refuses: a person decides instead
+        log.warning("renewal %s not approved automatically: %s", peer_id, exc)
+        return None
+    return peer_fresh(peer.pk)
+
+
+def renewals_supersede(*, now: datetime | None = None, grace: timedelta | None = None) -> int:
+    """Retire the peers whose renewal is issued and in use; returns how many were retired.
+
+    A renewal is in use once its bundle was downloaded ``grace`` ago (RENEWAL_GRACE_HOURS): then the
+    old certificate is revoked as superseded. An old certificate that expired meanwhile is only retired
+    (an expired certificate needs no revocation). Safe to run twice, and alongside itself.
+    """
+    moment = now or timezone.now()
+    cutoff = moment - (grace if grace is not None else timedelta(hours=settings.RENEWAL_GRACE_HOURS))
+    renewals = Peer.objects.filter(
+        renews__isnull=False,
+        renews__retired_at__isnull=True,
+        retired_at__isnull=True,
+        decision=Peer.Decision.APPROVED,
+        certificate_request__status=CertificateRequest.Status.ISSUED,
+        certificate_request__certificate__revoked_at__isnull=True,
+    ).order_by("pk")
+    retired = 0
+    for renewal_id, old_id in list(renewals.values_list("pk", "renews_id")[:1000]):
+        if old_id is not None:
+            retired += _supersede_one(renewal_id=renewal_id, old_id=old_id, cutoff=cutoff, now=moment)
+    return retired
+
+
+def _supersede_one(*, renewal_id: int, old_id: int, cutoff: datetime, now: datetime) -> int:
+    from ca_portal.authority.revocation import RevocationError, certificate_revoke
+
+    with transaction.atomic():
+        old = (
+            Peer.objects.select_for_update(of=("self",))
+            .select_related("certificate_request__certificate")
+            .filter(pk=old_id, retired_at__isnull=True)
+            .first()
+        )
+        if old is None:  # superseded meanwhile
+            return 0
+        certificate = _certificate_of(old)
+        if certificate is None:  # the old peer was never issued: nothing to supersede
+            return 0
+        if certificate.revoked_at is not None or certificate.not_after <= now:
+            how = "revoked" if certificate.revoked_at is not None else "expired"
+        else:
+            downloaded = Peer.objects.filter(pk=renewal_id, bundles__downloads__at__lte=cutoff).exists()
+            if not downloaded:
+                return 0
+            try:
+                certificate_revoke(
+                    certificate_id=certificate.pk,
+                    reason="superseded",
+                    actor=SUPERSEDE_ACTOR,
+                    comment=f"replaced by peer {renewal_id}",
+                    peer_id=old.pk,
+                )
+                how = "superseded"
+            except RevocationError:  # revoked by someone else a moment ago
+                how = "revoked"
+        Peer.objects.filter(pk=old.pk).update(retired_at=now)
+        audit_record("peer.superseded", actor=SUPERSEDE_ACTOR, target=f"peer:{old.pk}", by=renewal_id, how=how)
+    return 1
+
+
+def renewal_reminder_thresholds() -> tuple[int, ...]:
+    """RENEWAL_REMINDER_DAYS, largest first (the setting is parsed and checked at start-up)."""
+    return tuple(sorted(settings.RENEWAL_REMINDER_DAYS, reverse=True))
+
+
+def renewal_reminders_send(*, now: datetime | None = None) -> int:
+    """Mail owners whose certificate expires soon, once per threshold (30, 7, 1 days by default).
+
+    Only live issued peers without a renewal under way are reminded. The reminder sent is the one for
+    the smallest threshold reached; it also counts for every larger one, so a reminder that was missed
+    is never sent late. Owners without an email address get none (and nothing is recorded, so a
+    reminder goes out once they add one). Returns the number of mails sent.
+    """
+    thresholds = renewal_reminder_thresholds()
+    if not thresholds:
+        return 0
+    moment = now or timezone.now()
+    under_way = (
+        Peer.objects.filter(renews=OuterRef("pk"), retired_at__isnull=True)
+        .exclude(decision=Peer.Decision.REJECTED)
+        .exclude(certificate_request__status=CertificateRequest.Status.FAILED)
+    )
+    peers = (
+        Peer.objects.filter(
+            decision=Peer.Decision.APPROVED,
+            retired_at__isnull=True,
+            certificate_request__status=CertificateRequest.Status.ISSUED,
+            certificate_request__certificate__revoked_at__isnull=True,
+            certificate_request__certificate__not_after__gt=moment,
+            certificate_request__certificate__not_after__lte=moment + timedelta(days=thresholds[0]),
+        )
+        .exclude(owner__email="")
+        .filter(~Exists(under_way))
+        .select_related("owner", "certificate_request__certificate")
+        .order_by("pk")
+    )
+    sent = 0
+    for peer in list(peers):
+        certificate = _certificate_of(peer)
+        if certificate is None:
+            continue
+        left = certificate.not_after - moment
+        due = min(d for d in thresholds if left <= timedelta(days=d))
+        try:
+            sent += _reminder_send(peer, certificate, due=due, thresholds=thresholds, now=moment)
+        except OSError as exc:  # SMTP trouble: nothing recorded, the next run tries again
+            log.warning("renewal reminder for peer %s not sent: %s", peer.pk, exc)
+    return sent
+
+
+def _reminder_send(
+    peer: Peer, certificate: Certificate, *, due: int, thresholds: tuple[int, ...], now: datetime
+) -> int:
+    with transaction.atomic():
+        _, created = RenewalReminder.objects.get_or_create(certificate=certificate, days=due, defaults={"sent_at": now})
+        if not created:
+            return 0
+        RenewalReminder.objects.bulk_create(
+            [RenewalReminder(certificate=certificate, days=d, sent_at=now) for d in thresholds if d > due],
+            ignore_conflicts=True,
+        )
+        link = f"{settings.SITE_URL}/peers/{peer.pk}/renew/"
+        expires = f"{certificate.not_after:%Y-%m-%d %H:%M} UTC"
+        body = "\n".join(
+            [
+                f"Hello {peer.owner.get_username()},",
+                "",
+                f"{peer.fqdn} expires on {expires}: renew it at {link}",
+                "",
+                "Renewing gives the peer a new certificate (with a new key) while the current one keeps working;",
+                "the current one is revoked a few days after you download the new bundle.",
+                "",
+                "-- ca_portal",
+            ]
+        )
+        # Inside the transaction: a mail that fails records nothing, and the next run sends it.
+        send_mail(f"{peer.fqdn}: the certificate expires on {expires}", body, None, [peer.owner.email])
+    return 1

@@ -42,3 +42,17 @@ def portal_keys_requeue_stale_task() -> int:
     from enrollment import services
 
     return services.portal_keys_requeue_stale(older_than=timedelta(seconds=settings.CA_REQUEUE_AFTER_SECONDS))
+
+
+@shared_task(name="enrollment.renewals_supersede")  # hourly by beat; safe to run twice
+def renewals_supersede_task() -> int:
+    from enrollment import services
+
+    return services.renewals_supersede()
+
+
+@shared_task(name="enrollment.renewal_reminders_send")  # hourly by beat; a failed run is the next run's work
+def renewal_reminders_send_task() -> int:
+    from enrollment import services
+
+    return services.renewal_reminders_send()

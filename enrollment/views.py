@@ -5,18 +5,22 @@ Thin: load and authorize through selectors, validate with a form, call one servi
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from ca_portal.authority.roles import is_ca_admin
+from ca_portal.authority.roles import is_auditor, is_ca_admin
 from enrollment import selectors, services
-from enrollment.forms import PeerRegisterForm, PolicyForm, RejectForm
+from enrollment.forms import PeerRegisterForm, PolicyForm, RejectForm, RenewForm, RevokeForm
 from enrollment.models import Peer
 
 PROGRESS_STEPS = [
@@ -35,6 +39,8 @@ NEXT_STEP = {
     "install script for this peer, in one zip.",
     "rejected": "A CA admin rejected this request. Fix what they name and register the FQDN again.",
     "failed": "Signing failed for the reason below. Register again, or ask a CA admin.",
+    "revoked": "This certificate is revoked. Gateways refuse it once they load the new CRL. The FQDN is free: "
+    "register it again for a new certificate.",
 }
 
 
@@ -93,8 +99,35 @@ def peer_register(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def peer_detail(request: HttpRequest, peer_id: int) -> HttpResponse:
-    peer = selectors.peer_for_user(_user(request), peer_id)
-    return render(request, "enrollment/peer_detail.html", {"peer": peer, **_progress_context(peer)})
+    user = _user(request)
+    peer = selectors.peer_for_user(user, peer_id)
+    return render(
+        request,
+        "enrollment/peer_detail.html",
+        {"peer": peer, **_progress_context(peer), **_renewal_context(peer, user)},
+    )
+
+
+def _renewal_context(peer: Peer, user: User) -> dict[str, object]:
+    """What the peer page says about renewal: the Renew card, and links between old and new peers."""
+    context: dict[str, object] = {
+        "renewed_by": peer.renewals.exclude(decision=Peer.Decision.REJECTED).order_by("-pk").first(),
+        "renews_note": selectors.renewal_note(peer),
+        "renew_card": False,
+    }
+    if context["renewed_by"] is not None and peer.status == "revoked":
+        context["next_step"] = "This certificate is superseded by its renewal (linked above): use the renewal's bundle."
+    if peer.owner_id == user.pk and peer.status == "issued" and peer.retired_at is None:
+        certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
+        thresholds = services.renewal_reminder_thresholds()
+        left = certificate.not_after - timezone.now()
+        context.update(
+            renew_card=True,
+            renew_blocker=services.renewal_blocker(peer),
+            renew_soon=bool(thresholds) and left <= timedelta(days=thresholds[0]),
+            days_left=max(left.days, 0),
+        )
+    return context
 
 
 @never_cache
@@ -239,6 +272,7 @@ def policy_edit(request: HttpRequest) -> HttpResponse:
         "allowed_domains": "\n".join(policy.allowed_domains),
         "default_validity_days": policy.default_validity_days,
         "allow_self_approval": policy.allow_self_approval,
+        "auto_approve_renewals": policy.auto_approve_renewals,
     }
     form = PolicyForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -250,3 +284,85 @@ def policy_edit(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Site policy saved.")
             return redirect("enrollment:policy")
     return render(request, "enrollment/policy.html", {"form": form, "policy": policy})
+
+
+# --- revocation --------------------------------------------------------------------------------
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def revoke(request: HttpRequest, peer_id: int) -> HttpResponse:
+    """The confirmation page (GET) and the revocation (POST) for the owner or a CA admin."""
+    from ca_portal.authority.models import RevocationReason
+
+    user = _user(request)
+    admin = is_ca_admin(user)
+    if is_auditor(user) and not admin:  # before the lookup: a refusal must not tell whether the peer exists
+        raise PermissionDenied("auditors review; they do not revoke")
+    peer = selectors.peer_for_user(user, peer_id)
+    if not admin and peer.owner_id != user.pk:
+        raise PermissionDenied("only the owner or a CA admin may revoke this peer")
+    allowed = [c for c in RevocationReason.choices if admin or c[0] in services.OWNER_REASONS]
+    form = RevokeForm(request.POST or None, reasons=allowed, initial={"reason": "keyCompromise"})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.peer_revoke(
+                peer_id=peer.pk, user=user, reason=form.cleaned_data["reason"], comment=form.cleaned_data["comment"]
+            )
+        except services.EnrollmentError as exc:
+            if exc.status == 404:
+                raise Http404(str(exc)) from None
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            messages.success(request, f"{peer.fqdn} is revoked. A new CRL is being published.")
+            return redirect("enrollment:detail", peer_id=peer.pk)
+    return render(request, "enrollment/peer_revoke.html", {"peer": peer, "form": form})
+
+
+# --- renewal -----------------------------------------------------------------------------------
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def renew(request: HttpRequest, peer_id: int) -> HttpResponse:
+    """The renewal form (GET) and the renewal request (POST): the owner only, with a new CSR or a portal key."""
+    user = _user(request)
+    if is_auditor(user) and not is_ca_admin(user):  # before the lookup, like revocation
+        raise PermissionDenied("auditors review; they do not renew")
+    peer = selectors.peer_for_user(user, peer_id)
+    if peer.owner_id != user.pk:
+        raise Http404("no such peer")  # only the owner renews; admins see the peer but do not act for its owner
+    form = RenewForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            registration = services.peer_renew(peer_id=peer.pk, user=user, csr_pem=form.cleaned_data["csr"] or None)
+        except services.EnrollmentError as exc:
+            if exc.status == 404:
+                raise Http404(str(exc)) from None
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            new = registration.peer
+            if registration.key_passphrase:
+                # Shown once, in this response only; the web tier keeps no copy.
+                return render(
+                    request,
+                    "enrollment/passphrase_once.html",
+                    {"peer": new, "passphrase": registration.key_passphrase, "renewal": True},
+                )
+            if new.decision == Peer.Decision.APPROVED:
+                messages.success(request, f"The renewal of {new.fqdn} is approved by the site policy and being signed.")
+            else:
+                messages.success(request, f"The renewal of {new.fqdn} is requested and waits for a CA admin.")
+            return redirect("enrollment:detail", new.pk)
+    return render(
+        request,
+        "enrollment/peer_renew.html",
+        {
+            "peer": peer,
+            "form": form,
+            "blocker": services.renewal_blocker(peer),
+            "grace_hours": settings.RENEWAL_GRACE_HOURS,
+        },
+    )

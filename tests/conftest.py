@@ -103,3 +103,26 @@ def login(client: Any, user: Any) -> None:
         session = client.session
         session[DEVICE_ID_SESSION_KEY] = device.persistent_id
         session.save()
+
+
+# --- an issued VPN gateway and client (the case study's www.example.com and client.example.com) ---
+
+
+@pytest.fixture
+def gateway(ca: Any, admin: Any, second_admin: Any) -> Any:
+    peer, _ = _issue_peer(
+        admin, second_admin, "www.example.com", kind="server", networks=("10.1.1.0/24",), address="192.0.34.72"
+    )
+    return peer
+
+
+@pytest.fixture
+def client_peer(gateway: Any, owner: Any, admin: Any) -> Any:
+    peer, _ = _issue_peer(owner, admin, "client.example.com", networks=("10.10.10.0/24",))
+    return peer
+
+
+def _issue_peer(*args: Any, **kwargs: Any) -> Any:
+    from tests.bundles.conftest import issue
+
+    return issue(*args, **kwargs)

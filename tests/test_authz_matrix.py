@@ -23,7 +23,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from bundles.models import BundleDownload, DownloadLink
 from bundles.services import bundle_render
-from ca_portal.authority.models import AuditEvent, CertificateAuthority, CertificateRequest
+from ca_portal.authority.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
 from ca_portal.authority.services import certificate_issue
 from enrollment.models import Peer
 from enrollment.services import peer_approve, peer_register
@@ -74,19 +74,52 @@ GET_MATRIX: dict[str, dict[str, int]] = {
     "bundles:link": {
         "owner": 404, "other_user": 404, "admin": 404, "second_admin": 404, "auditor": 404, "anonymous": LOGIN,
     },
+    # Revocation: the confirmation page for the owner and CA admins; auditors watch, never act (403).
+    "enrollment:revoke": {
+        "owner": 200, "other_user": 404, "admin": 200, "second_admin": 200, "auditor": 403, "anonymous": LOGIN,
+    },
+    "api-peer-revoke": {
+        "owner": 405, "other_user": 405, "admin": 405, "second_admin": 405, "auditor": 405, "anonymous": 401,
+    },
+    # Renewal: the owner only (admins see the peer but do not renew for its owner: 404 like any
+    # stranger); auditors are refused before any lookup (403).
+    "enrollment:renew": {
+        "owner": 200, "other_user": 404, "admin": 404, "second_admin": 404, "auditor": 403, "anonymous": LOGIN,
+    },
     "api-peer-bundle": {
         "owner": 200, "other_user": 404, "admin": 404, "second_admin": 404, "auditor": 404, "anonymous": 401,
     },
+    # The auditor pages: auditors and CA admins only; roaming users are refused (403) before any lookup.
+    # The path parameter is a certificate serial, so the peer id this matrix puts there names no
+    # certificate and the roles that may look get 404; their 200 on a real serial is proven in
+    # tests/authority/test_inventory_views.py.
+    "audit:certificate": {
+        "owner": 403, "other_user": 403, "admin": 404, "second_admin": 404, "auditor": 404, "anonymous": LOGIN,
+    },
 }  # fmt: skip
 
-# POST-only bundle endpoints: persona -> status for alice's ISSUED peer with a rendered bundle. Only
-# the owner gets the zip (200) or the link page (200); every refusal leaves no download and no link.
-BUNDLE_POST_MATRIX: dict[str, dict[str, int]] = {
-    "bundles:download": {"owner": 200, "other_user": 404, "admin": 403, "auditor": 403, "anonymous": LOGIN},
-    "bundles:link-create": {"owner": 200, "other_user": 404, "admin": 403, "auditor": 403, "anonymous": LOGIN},
+# POST endpoints that act on alice's ISSUED peer (with a rendered bundle): url name -> (body, persona ->
+# status). A 2xx or 302 must change the world (a download, a link, a revocation); every refusal must not.
+ISSUED_POST_MATRIX: dict[str, tuple[dict[str, str], dict[str, int]]] = {
+    "bundles:download": ({}, {"owner": 200, "other_user": 404, "admin": 403, "auditor": 403, "anonymous": LOGIN}),
+    "bundles:link-create": ({}, {"owner": 200, "other_user": 404, "admin": 403, "auditor": 403, "anonymous": LOGIN}),
+    "enrollment:revoke": (
+        {"reason": "keyCompromise", "confirm": "on"},
+        {"owner": 302, "other_user": 404, "admin": 302, "auditor": 403, "anonymous": LOGIN},
+    ),
+    "api-peer-revoke": (
+        {"reason": "keyCompromise"},
+        {"owner": 200, "other_user": 404, "admin": 200, "auditor": 403, "anonymous": 401},
+    ),
+    # The owner's renewal with a portal-made key answers 200: the page with the key's passphrase, once.
+    "enrollment:renew": (
+        {"key_source": "portal"},
+        {"owner": 200, "other_user": 404, "admin": 404, "auditor": 403, "anonymous": LOGIN},
+    ),
 }
-# Object URLs that take both GET and POST and are covered elsewhere (tests/bundles/test_views.py).
-READ_WRITE = {"bundles:link"}
+# Object URLs that take both GET and POST: their POST rows are in ISSUED_POST_MATRIX, or (the one-time
+# link, whose path parameter is a token) in tests/bundles/test_views.py.
+READ_WRITE = {"bundles:link", "enrollment:revoke", "enrollment:renew"}
 
 # POST-only endpoints: url name -> (form or JSON body, persona -> status for a PENDING peer of alice's).
 # Every persona but the admins must be refused and leave the peer, the requests and the audit log as
@@ -168,7 +201,7 @@ def test_every_object_url_has_a_row() -> None:
 def test_every_post_only_url_has_a_post_row() -> None:
     post_only = {name for name, row in GET_MATRIX.items() if set(row.values()) - {401} == {405}}
 
-    assert post_only == set(POST_MATRIX) | set(BUNDLE_POST_MATRIX)
+    assert post_only == set(POST_MATRIX) | (set(ISSUED_POST_MATRIX) - READ_WRITE)
 
 
 def test_the_matrix_covers_the_peer_api() -> None:
@@ -279,23 +312,37 @@ def test_post_matrix(name: str, persona: str, ca: CertificateAuthority, owner: A
         assert _state(peer) == before, "a refused POST changed something"
 
 
+def _issued_world() -> tuple[int, ...]:
+    return (
+        BundleDownload.objects.count(),
+        DownloadLink.objects.count(),
+        Certificate.objects.filter(revoked_at__isnull=False).count(),
+        AuditEvent.objects.count(),
+    )
+
+
 @pytest.mark.parametrize(
-    ("name", "persona"), [(name, persona) for name, row in sorted(BUNDLE_POST_MATRIX.items()) for persona in row]
+    ("name", "persona"), [(name, persona) for name, (_b, row) in sorted(ISSUED_POST_MATRIX.items()) for persona in row]
 )
-def test_bundle_post_matrix(name: str, persona: str, clients: dict[str, Client], issued_peer: Peer) -> None:
-    url = _url(object_routes()[name], issued_peer.pk)
-    before = (BundleDownload.objects.count(), DownloadLink.objects.count())
+def test_issued_post_matrix(name: str, persona: str, clients: dict[str, Client], issued_peer: Peer) -> None:
+    data, row = ISSUED_POST_MATRIX[name]
+    route = object_routes()[name]
+    url = _url(route, issued_peer.pk)
+    before = _issued_world()
 
-    response = clients[persona].post(url)
-
-    assert response.status_code == BUNDLE_POST_MATRIX[name][persona], (persona, url)
-    if persona == "owner":
-        assert (BundleDownload.objects.count(), DownloadLink.objects.count()) != before
+    if route.api:
+        response = clients[persona].post(url, data, content_type="application/json")
     else:
-        assert (BundleDownload.objects.count(), DownloadLink.objects.count()) == before, "a refused POST changed state"
+        response = clients[persona].post(url, data)
+
+    assert response.status_code == row[persona], (persona, url)
+    if row[persona] in (200, 302) and persona != "anonymous":  # an anonymous 302 is LOGIN: a refusal
+        assert _issued_world() != before
+    else:
+        assert _issued_world() == before, "a refused POST changed state"
 
 
-@pytest.mark.parametrize("name", sorted(set(GET_MATRIX) - set(POST_MATRIX) - set(BUNDLE_POST_MATRIX) - READ_WRITE))
+@pytest.mark.parametrize("name", sorted(set(GET_MATRIX) - set(POST_MATRIX) - set(ISSUED_POST_MATRIX) - READ_WRITE))
 def test_read_only_object_urls_refuse_post(name: str, owner: Any, clients: dict[str, Client]) -> None:
     route = object_routes()[name]
     peer = _register(owner, "pending.example.com", "client-nocn.csr")

@@ -8,6 +8,7 @@ class AuthorityConfig(AppConfig):
 
     def ready(self) -> None:
         import ca_portal.celery  # noqa: F401  (registers the Celery app and its tasks)
-        from ca_portal.authority import auth_events
+        from ca_portal.authority import audit_watch, auth_events
 
         auth_events.connect()
+        audit_watch.connect()

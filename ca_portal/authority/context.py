@@ -30,5 +30,11 @@ def _bundle_flags(admin: bool) -> dict[str, Any]:
     profile = services.profile_get()
     flags: dict[str, Any] = {"legacy_suite_warning": profile.legacy_allowed and profile.suite.startswith("legacy")}
     if admin:
+        from ca_portal.authority.revocation import crl_health
+
         flags["gateway_needs_update"] = selectors.gateway_state(profile, services.gateway_peer(profile)).needs_update
+        from ca_portal.authority.audit_watch import latest_check_failed
+
+        flags["crl_warning"] = crl_health().warning
+        flags["audit_broken"] = latest_check_failed()
     return flags

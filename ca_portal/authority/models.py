@@ -105,6 +105,17 @@ class IssuanceIntent(models.Model):
         return f"intent {self.serial} for request {self.request_id}"
 
 
+class RevocationReason(models.TextChoices):
+    """RFC 5280 §5.3.1 CRLReason values a CA of this kind uses (no certificateHold: revocation is final)."""
+
+    UNSPECIFIED = "unspecified", "unspecified"
+    KEY_COMPROMISE = "keyCompromise", "key compromise (the private key was lost or stolen)"
+    AFFILIATION_CHANGED = "affiliationChanged", "affiliation changed (the user left, the host changed hands)"
+    SUPERSEDED = "superseded", "superseded (a renewed certificate replaces it)"
+    CESSATION_OF_OPERATION = "cessationOfOperation", "cessation of operation (the peer is retired)"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn", "privilege withdrawn (no longer allowed on the VPN)"
+
+
 class Certificate(models.Model):
     request = models.OneToOneField(CertificateRequest, on_delete=models.PROTECT, related_name="certificate")
     ca = models.ForeignKey(CertificateAuthority, on_delete=models.PROTECT, related_name="certificates")
@@ -115,9 +126,20 @@ class Certificate(models.Model):
     not_before = models.DateTimeField()
     not_after = models.DateTimeField(db_index=True)
     issued_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    revocation_reason = models.CharField(max_length=24, choices=RevocationReason.choices, blank=True)
+    revoked_by = models.CharField(max_length=160, blank=True)
+    revocation_comment = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["issued_at"], name="certificate_issued_at")]
 
     def __str__(self) -> str:
         return f"{self.fqdn} ({self.serial})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
 
     @property
     def pem(self) -> str:
@@ -164,6 +186,49 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["seq"]
+        indexes = [
+            models.Index(fields=["at"], name="auditevent_at"),
+            models.Index(fields=["actor", "seq"], name="auditevent_actor_seq"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.target}"
+
+
+class Crl(models.Model):
+    """A certificate revocation list the signer made and signed; the newest one is published."""
+
+    ca = models.ForeignKey(CertificateAuthority, on_delete=models.PROTECT, related_name="crls")
+    number = models.BigIntegerField(help_text="the cRLNumber extension: strictly increasing per CA")
+    this_update = models.DateTimeField()
+    next_update = models.DateTimeField()
+    der = models.BinaryField()
+    entries = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=16, help_text="revocation | schedule | manual")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ca", "number"], name="one_crl_number_per_ca")]
+
+    def __str__(self) -> str:
+        return f"CRL {self.number} of {self.ca_id}"
+
+    @property
+    def pem(self) -> str:
+        from cryptography.x509 import load_der_x509_crl
+
+        crl = load_der_x509_crl(bytes(self.der))
+        return crl.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+class AuditCheck(models.Model):
+    """The result of a scheduled (or manual) verification of the audit chain."""
+
+    checked_at = models.DateTimeField(auto_now_add=True)
+    ok = models.BooleanField()
+    events = models.BigIntegerField()
+    first_bad_seq = models.BigIntegerField(null=True, blank=True)
+    problem = models.CharField(max_length=300, blank=True)
+
+    def __str__(self) -> str:
+        return f"audit check {self.checked_at:%Y-%m-%d %H:%M}: {'ok' if self.ok else 'BROKEN'}"

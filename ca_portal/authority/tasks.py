@@ -30,3 +30,32 @@ def requests_requeue_stale_task() -> int:
     from ca_portal.authority import services
 
     return services.requests_requeue_stale(older_than=timedelta(seconds=settings.CA_REQUEUE_AFTER_SECONDS))
+
+
+@shared_task(
+    name="authority.crl_publish",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=10,
+)
+def crl_publish_task(trigger: str = "revocation") -> None:
+    """A new CRL after a revocation. Runs on the signer queue: it needs the CA key."""
+    from ca_portal.authority import revocation
+
+    revocation.crl_publish(trigger=trigger)
+
+
+@shared_task(name="authority.crl_renew_if_due", ignore_result=True)
+def crl_renew_if_due_task() -> None:
+    from ca_portal.authority import revocation
+
+    revocation.crl_renew_if_due()
+
+
+@shared_task(name="authority.audit_check", ignore_result=True)
+def audit_check_task() -> None:
+    from ca_portal.authority import audit_watch
+
+    audit_watch.audit_check()

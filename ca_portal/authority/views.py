@@ -44,6 +44,37 @@ def ca_pem(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _crl_response(request: HttpRequest, *, der: bool) -> HttpResponse:
+    from ca_portal.authority.revocation import current_crl
+
+    crl = current_crl()
+    if crl is None:
+        return HttpResponse("no CRL has been published yet\n", status=404, content_type="text/plain; charset=utf-8")
+    if der:
+        response = HttpResponse(bytes(crl.der), content_type="application/pkix-crl")
+        response["Content-Disposition"] = 'attachment; filename="ca.crl"'
+    else:
+        response = HttpResponse(crl.pem, content_type="application/x-pem-file")
+        response["Content-Disposition"] = 'attachment; filename="crl.pem"'
+    # Peers fetch this on a schedule; let caches keep it until the next CRL is due at the latest.
+    remaining = int((crl.next_update - crl.this_update).total_seconds() // 2)
+    response["Cache-Control"] = f"public, max-age={max(60, min(remaining, 3600))}"
+    response["X-CRL-Number"] = str(crl.number)
+    return response
+
+
+@require_GET
+def crl_der(request: HttpRequest) -> HttpResponse:
+    """The current CRL in DER, no login: the CRL distribution point named in every certificate."""
+    return _crl_response(request, der=True)
+
+
+@require_GET
+def crl_pem(request: HttpRequest) -> HttpResponse:
+    """The current CRL in PEM, no login: what isakmpd's crls/ directory and iked want."""
+    return _crl_response(request, der=False)
+
+
 @require_GET
 @login_required
 def ca_detail(request: HttpRequest) -> HttpResponse:
@@ -53,7 +84,11 @@ def ca_detail(request: HttpRequest) -> HttpResponse:
     fingerprint = ""
     if ca is not None:
         fingerprint = ":".join(ca.fingerprint_sha256[i : i + 2] for i in range(0, 64, 2)).upper()
-    return render(request, "authority/ca_detail.html", {"ca": ca, "fingerprint": fingerprint})
+    from ca_portal.authority.revocation import crl_health
+
+    health = crl_health()
+    context = {"ca": ca, "fingerprint": fingerprint, "crl": health.crl, "crl_problem": health.warning}
+    return render(request, "authority/ca_detail.html", context)
 
 
 @require_GET

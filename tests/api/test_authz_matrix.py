@@ -54,6 +54,14 @@ MATRIX: dict[str, tuple[str, str, bool, dict[str, Any] | None, dict[str, int]]] 
         None,
         {"owner": 409, "other_user": 404, "admin": 404, "second_admin": 404, "auditor": 404, "anonymous": 401},
     ),
+    # A pending peer cannot be revoked (409) by those who may revoke it; auditors never (403).
+    "peer-revoke": (
+        "POST",
+        "api-peer-revoke",
+        True,
+        {"reason": "keyCompromise"},
+        {"owner": 409, "other_user": 404, "admin": 409, "second_admin": 409, "auditor": 403, "anonymous": 401},
+    ),
     "certificates": ("GET", "api-certificates", False, None, ALL_200),
     "audit": (
         "GET",

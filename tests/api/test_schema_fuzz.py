@@ -44,6 +44,7 @@ OPERATIONS = [
     ("GET", "/api/v1/peers/{id}"),
     ("POST", "/api/v1/peers/{id}/approve"),
     ("POST", "/api/v1/peers/{id}/reject"),
+    ("POST", "/api/v1/peers/{id}/revoke"),
     ("GET", "/api/v1/peers/{id}/bundle"),
     ("GET", "/api/v1/certificates"),
     ("GET", "/api/v1/audit"),

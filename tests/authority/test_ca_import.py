@@ -220,7 +220,7 @@ def test_it_imports_the_legacy_ca_with_allow_legacy_and_warns(key_dir: Path, cli
     assert "Imported CA" in out
     assert "WARNING: this CA is marked LEGACY" in err
     assert "1024 bits" in err
-    assert AuditEvent.objects.get().data["legacy_reasons"] == ca.legacy_reasons
+    assert AuditEvent.objects.get(action="ca.imported").data["legacy_reasons"] == ca.legacy_reasons
 
     login(client, admin)
     page = client.get("/").content.decode()

@@ -1,14 +1,11 @@
-"""A site with a CA, an issued gateway (www.example.com, as in the case study) and issued clients."""
+"""Helpers for bundle tests; the `gateway` and `client_peer` fixtures live in tests/conftest.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from bundles import services
 from bundles.models import Bundle
-from ca_portal.authority.models import CertificateAuthority
 from ca_portal.authority.services import certificate_issue
 from enrollment.models import Peer
 from enrollment.services import peer_approve, peer_key_generate, peer_register_full
@@ -46,20 +43,6 @@ def issue(
     approved.refresh_from_db()
     assert approved.status == "issued", approved.status
     return approved, registration.key_passphrase
-
-
-@pytest.fixture
-def gateway(ca: CertificateAuthority, admin: Any, second_admin: Any) -> Peer:
-    peer, _ = issue(
-        admin, second_admin, "www.example.com", kind="server", networks=("10.1.1.0/24",), address="192.0.34.72"
-    )
-    return peer
-
-
-@pytest.fixture
-def client_peer(gateway: Peer, owner: Any, admin: Any) -> Peer:
-    peer, _ = issue(owner, admin, "client.example.com", networks=("10.10.10.0/24",))
-    return peer
 
 
 def render(peer: Peer) -> Bundle:

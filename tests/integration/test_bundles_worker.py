@@ -310,3 +310,40 @@ def test_the_render_worker_makes_and_remakes_bundles_by_itself(site: Site) -> No
     assert state["by_status"] == {"issued": 2}
     assert state["problems"] == []
     assert state["audit_ok"], state["audit_problem"]
+
+    # alice's laptop is stolen: she revokes it; the signer publishes a CRL that lists it, and the
+    # gateway's bundle drops her FQDN from the policy and ships that CRL, all without a beat.
+    serial = int(site.json("GET", f"/api/v1/peers/{client['id']}", "alice")["certificate"]["serial"], 16)
+    revoked = site.json("POST", f"/api/v1/peers/{client['id']}/revoke", "alice", {"reason": "keyCompromise"})
+    assert revoked["status"] == "revoked"
+    deadline = time.monotonic() + BUNDLE_TIMEOUT
+    while True:
+        crl = _current_crl(site)
+        if crl is not None and crl.get_revoked_certificate_by_serial_number(serial) is not None:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no CRL lists the revoked certificate within {BUNDLE_TIMEOUT:.0f} s\n{site.logs()}")
+        time.sleep(0.3)
+    after = wait_for_bundle(
+        site,
+        gateway["id"],
+        GATEWAY,
+        "carol",
+        until=lambda d: (
+            "isakmpd/crls/ca.crl" in d.files and CLIENT not in remote_ids(d.files["isakmpd/isakmpd.policy"])
+        ),
+    )
+    shipped = x509.load_pem_x509_crl(after.files["isakmpd/crls/ca.crl"].encode())
+    assert shipped.get_revoked_certificate_by_serial_number(serial) is not None
+    assert shipped.is_signature_valid(x509.load_pem_x509_certificate(ca_pem.encode()).public_key())  # type: ignore[arg-type]
+
+
+def _current_crl(site: Site) -> x509.CertificateRevocationList | None:
+    """GET /crl.der without credentials (it is public); None while no CRL exists (404)."""
+    try:
+        with urllib.request.urlopen(f"{site.url}/crl.der", timeout=5) as response:  # noqa: S310 (loopback)
+            return x509.load_der_x509_crl(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+        return None
