@@ -142,6 +142,11 @@ class Certificate(models.Model):
         return self.revoked_at is not None
 
     @property
+    def revoked_by_name(self) -> str:
+        """Who revoked it, for people: "alice" rather than the audit actor "user:alice"."""
+        return self.revoked_by.removeprefix("user:")
+
+    @property
     def pem(self) -> str:
         cert = x509.load_der_x509_certificate(bytes(self.der))
         return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
