@@ -143,7 +143,7 @@ def _count(stack: Stack, sql: str) -> int:
         with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
             row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
     else:
-        with sqlite3.connect(stack.var / "db.sqlite3", timeout=30) as conn:
+        with sqlite3.connect(stack.var / "ca_portal.sqlite3", timeout=30) as conn:
             row = conn.execute(sql).fetchone()
     return int(row[0]) if row else 0
 

@@ -45,6 +45,7 @@ from enrollment.models import Peer, PortalKey
 log = logging.getLogger(__name__)
 
 LINK_TTL = timedelta(minutes=10)
+RENDER_BATCH = 25  # peers per render task: small enough to spread over processes, large enough to amortise
 REQUEUE_AFTER = timedelta(seconds=60)
 
 
@@ -274,18 +275,47 @@ class RenderOutcome:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class RenderContext:
+    """The site-wide inputs of a render, read once per task (a batch shares them)."""
+
+    profile: SiteProfile
+    ca: CertificateAuthority | None
+    gateway: Peer | None
+    crl: Crl | None
+
+
+def render_context() -> RenderContext:
+    profile = profile_get()
+    ca = active_ca()
+    return RenderContext(profile, ca, gateway_peer(profile), current_crl(ca) if ca is not None else None)
+
+
 def bundle_render(*, peer_id: int) -> RenderOutcome:
     """Render the peer's files; store a new version only if anything changed. Safe to run twice."""
     RenderClaim.objects.filter(peer_id=peer_id).update(queued_at=None)  # changes from now on queue again
-    profile = profile_get()
-    ca = active_ca()
-    gateway = gateway_peer(profile)
+    return _render_one(peer_id, render_context())
+
+
+def bundles_render_batch(*, peer_ids: list[int]) -> int:
+    """Render several peers with one read of the site-wide inputs (the sweeper's unit of work).
+
+    Returns how many new versions were made. Each peer is its own transaction, as in bundle_render.
+    """
+    RenderClaim.objects.filter(peer_id__in=peer_ids).update(queued_at=None)
+    context = render_context()
+    return sum(1 for peer_id in peer_ids if _render_one(peer_id, context).created)
+
+
+def _render_one(peer_id: int, context: RenderContext) -> RenderOutcome:
+    profile, ca, gateway, crl = context.profile, context.ca, context.gateway, context.crl
     if ca is None:
         return RenderOutcome(None, False, "there is no CA yet")
     if gateway is None:
         return RenderOutcome(None, False, "the CA admins have not set up the VPN gateway yet")
-    clients = issued_clients()
-    crl = current_crl(ca)
+    # Only the gateway's files name the issued clients (KeyNote remote_id list, iked and swanctl
+    # policies per client gateway); a client's bundle never does, so it skips that O(clients) work.
+    clients = issued_clients() if peer_id == gateway.pk else IssuedClients((), ())
     crl_number = crl.number if crl is not None else 0
     with transaction.atomic():
         peer = (
@@ -391,9 +421,10 @@ def stale_peer_ids(*, limit: int = 10_000) -> list[int]:
 
 def bundles_render_stale(*, limit: int = 10_000) -> int:
     """The sweeper: queue a render for every stale peer (the gateway first). Returns how many were queued."""
-    from enrollment.services import enqueue
 
     ids = stale_peer_ids(limit=limit)
+    gateway = gateway_peer(profile_get())
+    gateway_id = gateway.pk if gateway is not None else None
     now = timezone.now()
     waiting = set(
         RenderClaim.objects.filter(peer_id__in=ids, queued_at__gte=now - REQUEUE_AFTER).values_list(
@@ -408,9 +439,25 @@ def bundles_render_stale(*, limit: int = 10_000) -> int:
         update_fields=["queued_at"],
     )
     queued = 0
-    for peer_id in todo:
-        queued += enqueue("bundles.bundle_render", peer_id)
+    # The gateway alone (its render reads every issued client), then batches that share one read of
+    # the site-wide inputs; several render processes take batches in parallel.
+    head = [todo[0]] if todo and todo[0] == gateway_id else []
+    rest = todo[len(head) :]
+    for chunk in [head] + [rest[i : i + RENDER_BATCH] for i in range(0, len(rest), RENDER_BATCH)]:
+        if chunk and _enqueue_batch(chunk):
+            queued += len(chunk)
     return queued
+
+
+def _enqueue_batch(peer_ids: list[int]) -> bool:
+    from ca_portal.celery import app
+
+    try:
+        app.send_task("bundles.bundles_render_batch", args=(peer_ids,), retry=False)
+    except Exception:
+        log.warning("broker unavailable; %s bundles will be queued by the sweeper", len(peer_ids))
+        return False
+    return True
 
 
 def _render_soon(peer_id: int) -> None:

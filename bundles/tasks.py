@@ -20,3 +20,16 @@ def bundles_render_stale_task() -> int:
     from bundles import services
 
     return services.bundles_render_stale()
+
+
+@shared_task(
+    name="bundles.bundles_render_batch",
+    acks_late=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def bundles_render_batch_task(peer_ids: list[int]) -> int:
+    from bundles import services
+
+    return services.bundles_render_batch(peer_ids=[int(i) for i in peer_ids])

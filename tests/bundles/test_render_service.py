@@ -129,15 +129,15 @@ def test_the_gateway_needs_new_files_until_an_admin_downloads_them(
 def test_the_sweeper_queues_each_stale_peer_once_while_it_waits(
     client_peer: Peer, gateway: Peer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent: list[tuple[str, int]] = []
-    monkeypatch.setattr("enrollment.services.enqueue", lambda name, object_id: sent.append((name, object_id)) or True)
+    sent: list[list[int]] = []
+    monkeypatch.setattr("bundles.services._enqueue_batch", lambda peer_ids: sent.append(list(peer_ids)) or True)
 
     first = services.bundles_render_stale()
     second = services.bundles_render_stale()
 
     assert first == 2
     assert second == 0
-    assert sent == [("bundles.bundle_render", gateway.pk), ("bundles.bundle_render", client_peer.pk)]
+    assert sent == [[gateway.pk], [client_peer.pk]]  # the gateway alone, then the clients in batches
     render(client_peer)  # a started render clears its claim
     assert RenderClaim.objects.get(peer_id=client_peer.pk).queued_at is None
 
@@ -231,3 +231,17 @@ def test_an_override_that_names_an_unknown_variable_renders_nothing(
     assert outcome.bundle is None
     assert "no_such_variable" in outcome.reason
     assert not Bundle.objects.exists()
+
+
+def test_a_batch_renders_every_peer_it_names_with_one_read_of_the_site(
+    client_peer: Peer, gateway: Peer, owner: Any, admin: Any, django_assert_max_num_queries: Any
+) -> None:
+    others = [issue(owner, admin, f"host{i}.example.com")[0] for i in range(4)]
+    ids = [client_peer.pk, *(p.pk for p in others)]
+
+    with django_assert_max_num_queries(8 + 12 * len(ids)):
+        made = services.bundles_render_batch(peer_ids=ids)
+
+    assert made == len(ids)
+    assert set(Bundle.objects.values_list("peer_id", flat=True)) == set(ids)
+    assert services.bundles_render_batch(peer_ids=ids) == 0  # nothing changed: no new versions
