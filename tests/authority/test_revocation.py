@@ -22,6 +22,7 @@ from ca_portal.authority.revocation import (
 )
 from ca_portal.authority.services import certificate_issue, certificate_request_create
 from tests.conftest import fixture_bytes
+from tests.unit.test_crl import pkilint_crl_findings
 
 pytestmark = pytest.mark.django_db
 
@@ -93,6 +94,8 @@ def test_the_crl_lists_revoked_certificates_and_openssl_honours_it(ca: Certifica
     crl = crl_publish(trigger="revocation")
 
     parsed = x509.load_der_x509_crl(bytes(crl.der))
+    findings = pkilint_crl_findings(bytes(crl.der))
+    assert findings["errors"] == [], f"warnings: {findings['warnings']}"
     assert crl.number == 1
     assert crl.entries == 1
     assert parsed.get_revoked_certificate_by_serial_number(int(lost.serial, 16)) is not None
@@ -125,6 +128,8 @@ def test_crl_numbers_only_grow_and_expired_entries_drop_off(ca: CertificateAutho
 
     second = crl_publish()
 
+    for made in (first, second):
+        assert pkilint_crl_findings(bytes(made.der))["errors"] == []
     assert (first.number, second.number) == (1, 2)
     assert (first.entries, second.entries) == (1, 0)
     assert (
