@@ -450,30 +450,22 @@ def bundles_render_stale(*, limit: int = 10_000) -> int:
 
 
 def _enqueue_batch(peer_ids: list[int]) -> bool:
-    from ca_portal.celery import app
+    from ca_portal.celery import send_by_name
 
-    try:
-        app.send_task("bundles.bundles_render_batch", args=(peer_ids,), retry=False)
-    except Exception:
-        log.warning("broker unavailable; %s bundles will be queued by the sweeper", len(peer_ids))
-        return False
-    return True
+    return send_by_name("bundles.bundles_render_batch", peer_ids)
 
 
 def _render_soon(peer_id: int) -> None:
-    from enrollment.services import enqueue
+    from ca_portal.celery import send_by_name
 
-    enqueue("bundles.bundle_render", peer_id)
+    send_by_name("bundles.bundle_render", peer_id)
 
 
 def bundles_sweep_soon() -> None:
-    """Ask a render worker to run the sweeper now (after a profile change or an issuance)."""
-    from ca_portal.celery import app
+    """Ask a render worker to run the sweeper now (after a profile change, an issuance or a revocation)."""
+    from ca_portal.celery import send_by_name
 
-    try:
-        app.send_task("bundles.bundles_render_stale", retry=False)
-    except Exception:
-        log.warning("broker unavailable; the periodic sweeper will render the bundles")
+    send_by_name("bundles.bundles_render_stale")
 
 
 # --- downloads -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ importing the pure ``ca_portal.pki`` package does not pull in Django (STYLE.md Â
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -10,6 +11,8 @@ from celery import Celery
 from celery.signals import celeryd_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ca_portal.settings")
+
+log = logging.getLogger(__name__)
 
 app = Celery("ca_portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -30,3 +33,17 @@ def _enable_signing_in_signer_workers(sender: Any = None, conf: Any = None, opti
         from ca_portal.authority import keystore
 
         keystore.enable_signing()
+
+
+def send_by_name(name: str, *args: object) -> bool:
+    """Queue a task by name with ids or strings only (never key material). Call it after commit.
+
+    A broker that is down is logged, not raised: the rows are committed, and the beat sweeper of
+    that work (requeue_stale, bundles_render_stale, crl_renew_if_due) queues it later (T17).
+    """
+    try:
+        app.send_task(name, args=args, retry=False)
+    except Exception:  # kombu's OperationalError and friends: never a 500 for the user
+        log.warning("broker unavailable; %s will be queued by its sweeper", name)
+        return False
+    return True

@@ -252,14 +252,9 @@ def _peer_create(
 def enqueue(task_name: str, object_id: int) -> bool:
     """Queue a task by name with an id. A broker that is down is not the caller's problem: the
     row is committed and the sweeper queues it again (SECURITY.md T17)."""
-    from ca_portal.celery import app
+    from ca_portal.celery import send_by_name
 
-    try:
-        app.send_task(task_name, args=(object_id,), retry=False)
-    except Exception:  # kombu's OperationalError and friends: never a 500 for the user
-        log.warning("broker unavailable; %s(%s) will be queued by the sweeper", task_name, object_id)
-        return False
-    return True
+    return send_by_name(task_name, object_id)
 
 
 def peer_key_generate(*, peer_id: int) -> bool:
@@ -464,12 +459,9 @@ def peer_issued_notify(*, request_id: int) -> bool:
 
 def _bundles_sweep_soon() -> None:
     """Wake the bundles sweeper by task name (the bundles app builds on this one, not the reverse)."""
-    from ca_portal.celery import app
+    from ca_portal.celery import send_by_name
 
-    try:
-        app.send_task("bundles.bundles_render_stale", retry=False)
-    except Exception:
-        log.warning("broker unavailable; the periodic sweeper will render the bundles")
+    send_by_name("bundles.bundles_render_stale")
 
 
 def portal_keys_requeue_stale(*, older_than: timedelta) -> int:

@@ -78,13 +78,10 @@ def certificate_revoke(
 
 
 def _after_revocation() -> None:
-    from ca_portal.celery import app
+    from ca_portal.celery import send_by_name
 
-    for name in ("authority.crl_publish", "bundles.bundles_render_stale"):
-        try:
-            app.send_task(name, args=("revocation",) if name == "authority.crl_publish" else (), retry=False)
-        except Exception:
-            log.warning("broker unavailable; %s will run on its schedule", name)
+    send_by_name("authority.crl_publish", "revocation")
+    send_by_name("bundles.bundles_render_stale")
 
 
 def revoked_entries(ca: CertificateAuthority, now: datetime) -> list[RevokedEntry]:
@@ -144,12 +141,9 @@ def crl_publish(*, trigger: str = "manual", now: datetime | None = None) -> Crl:
 
 
 def _crl_changed() -> None:
-    from ca_portal.celery import app
+    from ca_portal.celery import send_by_name
 
-    try:
-        app.send_task("bundles.bundles_render_stale", retry=False)
-    except Exception:
-        log.warning("broker unavailable; the bundles sweeper will ship the new CRL on its schedule")
+    send_by_name("bundles.bundles_render_stale")  # every bundle ships the new CRL
 
 
 def current_crl(ca: CertificateAuthority | None = None) -> Crl | None:

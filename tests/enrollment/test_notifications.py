@@ -150,6 +150,7 @@ def test_approve_reject_and_issue_each_mail_the_owner_once(
     assert notices == [
         ("enrollment.peer_notify", approved.pk, "approved"),
         ("enrollment.peer_issued_notify", request_id),
+        ("bundles.bundles_render_stale",),  # the issuance also wakes the bundles sweeper
         ("enrollment.peer_notify", rejected.pk, "rejected"),
     ]
     assert [m.subject for m in mail.outbox] == [
