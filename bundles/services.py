@@ -421,6 +421,9 @@ def stale_peer_ids(*, limit: int = 10_000) -> list[int]:
 
 def bundles_render_stale(*, limit: int = 10_000) -> int:
     """The sweeper: queue a render for every stale peer (the gateway first). Returns how many were queued."""
+    from ca_portal.celery import wake_done
+
+    wake_done("bundles.bundles_render_stale")  # before looking: what is committed from now on wakes us again
 
     ids = stale_peer_ids(limit=limit)
     gateway = gateway_peer(profile_get())
@@ -463,9 +466,9 @@ def _render_soon(peer_id: int) -> None:
 
 def bundles_sweep_soon() -> None:
     """Ask a render worker to run the sweeper now (after a profile change, an issuance or a revocation)."""
-    from ca_portal.celery import send_by_name
+    from ca_portal.celery import wake_by_name
 
-    send_by_name("bundles.bundles_render_stale")
+    wake_by_name("bundles.bundles_render_stale")  # debounced: a queued run sees this change too
 
 
 # --- downloads -------------------------------------------------------------------------------

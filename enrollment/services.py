@@ -429,7 +429,10 @@ def _notify_later(peer_id: int, event: str) -> None:
 
 def peer_notify(*, peer_id: int, event: str) -> bool:
     """Mail the owner about a decision or the issued certificate. Returns False when there is no address."""
-    peer = Peer.objects.select_related("owner", "certificate_request").get(pk=peer_id)
+    return _peer_mail(Peer.objects.select_related("owner").get(pk=peer_id), event)
+
+
+def _peer_mail(peer: Peer, event: str) -> bool:
     if event not in _SUBJECTS or not peer.owner.email:
         return False
     link = f"{settings.SITE_URL}/peers/{peer.pk}/"
@@ -450,18 +453,36 @@ def peer_notify(*, peer_id: int, event: str) -> bool:
 
 def peer_issued_notify(*, request_id: int) -> bool:
     """Called after the signer issued a request's certificate: tell the peer's owner."""
-    peer = Peer.objects.filter(certificate_request_id=request_id).first()
-    if peer is None:  # a request made by sign_csr's path for no portal peer, or by tests
-        return False
-    _bundles_sweep_soon()  # the new peer's bundle, and the gateway's (its remote_id list grew)
-    return peer_notify(peer_id=peer.pk, event="issued")
+    return peers_issued_notify(request_ids=[request_id]) == 1
+
+
+def peers_issued_notify(*, request_ids: list[int]) -> int:
+    """Called once per signer batch: mail each issued peer's owner; wake the bundles sweeper once.
+
+    Returns how many owners were mailed. A mail that fails (SMTP down) is queued again on its own,
+    so the others are not sent twice by a retry of the whole batch.
+    """
+    peers = list(Peer.objects.select_related("owner").filter(certificate_request_id__in=request_ids).order_by("pk"))
+    if not peers:  # requests made by sign_csr's path for no portal peer, or by tests
+        return 0
+    _bundles_sweep_soon()  # the new peers' bundles, and the gateway's (its remote_id list grew)
+    mailed = 0
+    for peer in peers:
+        try:
+            mailed += _peer_mail(peer, "issued")
+        except OSError:
+            log.warning("mail to the owner of peer %s failed; queued again", peer.pk)
+            _notify_later(peer.pk, "issued")
+    return mailed
 
 
 def _bundles_sweep_soon() -> None:
-    """Wake the bundles sweeper by task name (the bundles app builds on this one, not the reverse)."""
-    from ca_portal.celery import send_by_name
+    """Wake the bundles sweeper by task name (the bundles app builds on this one, not the reverse).
 
-    send_by_name("bundles.bundles_render_stale")
+    Debounced: a burst of issuances queues one run, which sees all of them."""
+    from ca_portal.celery import wake_by_name
+
+    wake_by_name("bundles.bundles_render_stale")
 
 
 def portal_keys_requeue_stale(*, older_than: timedelta) -> int:

@@ -37,6 +37,13 @@ def peer_issued_notify_task(request_id: int) -> None:
     services.peer_issued_notify(request_id=request_id)
 
 
+@shared_task(name="enrollment.peers_issued_notify", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def peers_issued_notify_task(request_ids: list[int]) -> None:
+    from enrollment import services
+
+    services.peers_issued_notify(request_ids=[int(i) for i in request_ids])
+
+
 @shared_task(name="enrollment.portal_keys_requeue_stale")
 def portal_keys_requeue_stale_task() -> int:
     from enrollment import services

@@ -167,6 +167,23 @@ class SignerWakeup(models.Model):
         return f"signer wakeup ({'pending' if self.pending else 'idle'})"
 
 
+class TaskWakeup(models.Model):
+    """One row per debounced sweeper task: whether a run of it is already queued.
+
+    ``ca_portal.celery.wake_by_name`` queues the task only when its row is not pending (a
+    conditional UPDATE), so a burst of causes (a signer batch of a hundred issuances, a revocation
+    and a CRL) costs one message; the task clears the flag before it looks for work
+    (``wake_done``), so a change committed after that queues the next run.
+    """
+
+    name = models.CharField(max_length=100, primary_key=True)
+    pending = models.BooleanField(default=False)
+    requested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'queued' if self.pending else 'idle'})"
+
+
 class AuditHead(models.Model):
     """One row: the chain head. Appends lock it, so concurrent appends form one contiguous chain."""
 

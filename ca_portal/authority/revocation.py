@@ -78,10 +78,10 @@ def certificate_revoke(
 
 
 def _after_revocation() -> None:
-    from ca_portal.celery import send_by_name
+    from ca_portal.celery import send_by_name, wake_by_name
 
     send_by_name("authority.crl_publish", "revocation")
-    send_by_name("bundles.bundles_render_stale")
+    wake_by_name("bundles.bundles_render_stale")
 
 
 def revoked_entries(ca: CertificateAuthority, now: datetime) -> list[RevokedEntry]:
@@ -141,9 +141,9 @@ def crl_publish(*, trigger: str = "manual", now: datetime | None = None) -> Crl:
 
 
 def _crl_changed() -> None:
-    from ca_portal.celery import send_by_name
+    from ca_portal.celery import wake_by_name
 
-    send_by_name("bundles.bundles_render_stale")  # every bundle ships the new CRL
+    wake_by_name("bundles.bundles_render_stale")  # every bundle ships the new CRL
 
 
 def current_crl(ca: CertificateAuthority | None = None) -> Crl | None:

@@ -310,19 +310,18 @@ def certificate_issue(*, request_id: int) -> Certificate | None:
         request.save(update_fields=["status"])
         audit_record_many([_issued_event(request, stored)])
         if request.announce_issued:
-            transaction.on_commit(lambda: _announce_issued(request_id))
+            transaction.on_commit(lambda: _announce_issued([request_id]))
     failpoint("after_store", request_id)
     return stored
 
 
-def _announce_issued(request_id: int) -> None:
-    """Tell whoever listens (the enrollment app mails the owner) by task name, without importing it."""
-    from ca_portal.celery import app
+def _announce_issued(request_ids: list[int]) -> None:
+    """Tell whoever listens (the enrollment app mails the owners) by task name, without importing it.
 
-    try:
-        app.send_task("enrollment.peer_issued_notify", args=(request_id,), retry=False)
-    except Exception:
-        log.warning("broker unavailable; no issuance notice for request %s", request_id)
+    One message per signer batch, with the request ids only."""
+    from ca_portal.celery import send_by_name
+
+    send_by_name("enrollment.peers_issued_notify", request_ids)
 
 
 def _intent_draft(request: CertificateRequest) -> IssuanceIntent:
@@ -506,9 +505,9 @@ def _issue_batch(batch: int) -> int:
         CertificateRequest.objects.filter(pk__in=[r.pk for r in issued]).update(status=CertificateRequest.Status.ISSUED)
         if events:
             audit_record_many(events)
-        for req in issued:
-            if req.announce_issued:
-                transaction.on_commit(functools.partial(_announce_issued, req.pk))
+        announced = [req.pk for req in issued if req.announce_issued]
+        if announced:
+            transaction.on_commit(functools.partial(_announce_issued, announced))
     for request_id in ids:
         failpoint("after_store", request_id)
     return len(requests)

@@ -142,6 +142,25 @@ def test_the_sweeper_queues_each_stale_peer_once_while_it_waits(
     assert RenderClaim.objects.get(peer_id=client_peer.pk).queued_at is None
 
 
+def test_the_sweeper_clears_its_wakeup_before_it_looks(client_peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change committed while a sweep is queued needs no message of its own; one committed
+    after the sweep started looking does (the flag is clear again)."""
+    from ca_portal.authority.models import TaskWakeup
+
+    sent: list[str] = []
+    monkeypatch.setattr("ca_portal.celery.app.send_task", lambda name, **kw: sent.append(name))
+    monkeypatch.setattr("bundles.services._enqueue_batch", lambda peer_ids: True)
+    services.bundles_sweep_soon()
+    services.bundles_sweep_soon()
+    assert sent == ["bundles.bundles_render_stale"]
+
+    services.bundles_render_stale()
+
+    assert not TaskWakeup.objects.get(name="bundles.bundles_render_stale").pending
+    services.bundles_sweep_soon()
+    assert sent == ["bundles.bundles_render_stale"] * 2
+
+
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [

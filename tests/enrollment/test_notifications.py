@@ -12,13 +12,21 @@ from ca_portal.authority import services as authority_services
 from ca_portal.authority.models import CertificateAuthority, CertificateRequest
 from ca_portal.authority.services import certificate_issue
 from enrollment.models import Peer
-from enrollment.services import peer_approve, peer_issued_notify, peer_notify, peer_register, peer_reject
+from enrollment.services import (
+    peer_approve,
+    peer_issued_notify,
+    peer_notify,
+    peer_register,
+    peer_reject,
+    peers_issued_notify,
+)
 from tests.conftest import fixture_bytes, login
 
 pytestmark = pytest.mark.django_db
 
 FQDN = "client.example.com"
 CSR = fixture_bytes("client-rsa2048.csr").decode()
+NOCN_CSR = fixture_bytes("client-nocn.csr").decode()  # no CN: fits any FQDN
 
 
 def _peer(owner: Any) -> Peer:
@@ -116,8 +124,8 @@ def notices(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
     def send_task(name: str, args: tuple[int], **kwargs: Any) -> None:
         sent.append((name, *args))
-        if name == "enrollment.peer_issued_notify":
-            peer_issued_notify(request_id=args[0])
+        if name == "enrollment.peers_issued_notify":
+            peers_issued_notify(request_ids=args[0])
 
     monkeypatch.setattr(peer_notify_task, "apply_async", notify)
     monkeypatch.setattr(app, "send_task", send_task)
@@ -149,7 +157,7 @@ def test_approve_reject_and_issue_each_mail_the_owner_once(
 
     assert notices == [
         ("enrollment.peer_notify", approved.pk, "approved"),
-        ("enrollment.peer_issued_notify", request_id),
+        ("enrollment.peers_issued_notify", [request_id]),  # one message per signer batch
         ("bundles.bundles_render_stale",),  # the issuance also wakes the bundles sweeper
         ("enrollment.peer_notify", rejected.pk, "rejected"),
     ]
@@ -199,3 +207,71 @@ def test_a_broker_that_is_down_loses_the_notice_but_not_the_decision(
 
     assert approved.status == "approved"
     assert mail.outbox == []
+
+
+def test_a_signer_batch_sends_one_notice_that_mails_every_owner(
+    ca: CertificateAuthority,
+    owner: Any,
+    other_user: Any,
+    admin: Any,
+    notices: list[tuple[Any, ...]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    peers = [
+        peer_register(owner=user, fqdn=f"host{i}.example.com", kind="client", networks=[], address=None,
+                      csr_pem=NOCN_CSR, actor=user)
+        for i, user in enumerate([owner, other_user, owner])
+    ]  # fmt: skip
+    for peer in peers:
+        peer_approve(peer_id=peer.pk, approver=admin, actor=admin, enqueue=False)
+    request_ids = sorted(CertificateRequest.objects.values_list("pk", flat=True))
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert authority_services.certificates_issue_pending() == 3
+
+    assert notices == [
+        ("enrollment.peers_issued_notify", request_ids),  # one message for the whole batch
+        ("bundles.bundles_render_stale",),  # one wake-up of the bundles sweeper
+    ]
+    assert sorted((m.to[0], m.subject) for m in mail.outbox) == [
+        (owner.email, "host0.example.com: your certificate is ready"),
+        (owner.email, "host2.example.com: your certificate is ready"),
+        (other_user.email, "host1.example.com: your certificate is ready"),
+    ]
+
+
+def test_a_mail_that_fails_is_queued_again_alone(
+    ca: CertificateAuthority, owner: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from enrollment import services as enrollment_services
+    from enrollment.tasks import peer_notify_task
+
+    peers = [
+        peer_register(owner=owner, fqdn=f"host{i}.example.com", kind="client", networks=[], address=None,
+                      csr_pem=NOCN_CSR, actor=owner)
+        for i in range(3)
+    ]  # fmt: skip
+    request_ids = [
+        peer_approve(peer_id=p.pk, approver=admin, actor=admin, enqueue=False).certificate_request_id for p in peers
+    ]
+    real_mail = enrollment_services.send_mail
+    retried: list[tuple[int, str]] = []
+
+    def flaky_mail(subject: str, *args: Any, **kwargs: Any) -> int:
+        if subject.startswith("host1."):
+            raise ConnectionRefusedError("SMTP server down")
+        return int(real_mail(subject, *args, **kwargs))
+
+    monkeypatch.setattr(enrollment_services, "send_mail", flaky_mail)
+    monkeypatch.setattr(peer_notify_task, "apply_async", lambda args, **kw: retried.append(tuple(args)))
+    monkeypatch.setattr(enrollment_services, "_bundles_sweep_soon", lambda: None)
+    mail.outbox.clear()
+
+    assert peers_issued_notify(request_ids=[r for r in request_ids if r is not None]) == 2
+
+    assert sorted(m.subject for m in mail.outbox) == [
+        "host0.example.com: your certificate is ready",
+        "host2.example.com: your certificate is ready",
+    ]
+    assert retried == [(peers[1].pk, "issued")]
