@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from bundles.archive import BundleFile, build_zip
@@ -35,7 +35,7 @@ from bundles.renderers.spec import (
     validate_ifname,
     validate_ipv4,
 )
-from ca_portal.authority.audit import audit_record
+from ca_portal.authority.audit import audit_record, audit_record_many
 from ca_portal.authority.models import CertificateAuthority, CertificateRequest, Crl
 from ca_portal.authority.revocation import current_crl
 from ca_portal.authority.roles import is_ca_admin
@@ -244,7 +244,8 @@ def site_spec(
     )
 
 
-def peer_spec(peer: Peer, profile: SiteProfile) -> PeerSpec:
+def peer_spec(peer: Peer, profile: SiteProfile, *, key_from_portal: bool) -> PeerSpec:
+    """The peer's side of a render; ``key_from_portal``: a portal-made key awaits its first download."""
     certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
     is_gateway = peer.kind == Peer.Kind.SERVER
     return PeerSpec(
@@ -255,9 +256,7 @@ def peer_spec(peer: Peer, profile: SiteProfile) -> PeerSpec:
         address=str(peer.address) if peer.address else None,
         ext_if=profile.ext_if if is_gateway else profile.client_ext_if,
         int_if=profile.int_if if is_gateway else (profile.client_int_if if peer.networks else None),
-        key_from_portal=PortalKey.objects.filter(peer=peer, destroyed_at__isnull=True)
-        .exclude(encrypted_pem="")
-        .exists(),
+        key_from_portal=key_from_portal,
     )
 
 
@@ -298,83 +297,115 @@ def bundle_render(*, peer_id: int) -> RenderOutcome:
 
 
 def bundles_render_batch(*, peer_ids: list[int]) -> int:
-    """Render several peers with one read of the site-wide inputs (the sweeper's unit of work).
+    """Render several peers in one transaction with one read of the site-wide inputs (the sweeper's
+    unit of work): the peers are locked, their latest versions and portal keys read, and the new
+    versions and their audit events written, each with one statement for the whole batch.
 
-    Returns how many new versions were made. Each peer is its own transaction, as in bundle_render.
+    Returns how many new versions were made.
     """
     RenderClaim.objects.filter(peer_id__in=peer_ids).update(queued_at=None)
-    context = render_context()
-    return sum(1 for peer_id in peer_ids if _render_one(peer_id, context).created)
+    outcomes = _render_many(peer_ids, render_context())
+    return sum(1 for outcome in outcomes.values() if outcome.created)
 
 
 def _render_one(peer_id: int, context: RenderContext) -> RenderOutcome:
+    return _render_many([peer_id], context)[peer_id]
+
+
+def _render_many(peer_ids: list[int], context: RenderContext) -> dict[int, RenderOutcome]:
     profile, ca, gateway, crl = context.profile, context.ca, context.gateway, context.crl
     if ca is None:
-        return RenderOutcome(None, False, "there is no CA yet")
+        return dict.fromkeys(peer_ids, RenderOutcome(None, False, "there is no CA yet"))
     if gateway is None:
-        return RenderOutcome(None, False, "the CA admins have not set up the VPN gateway yet")
+        return dict.fromkeys(peer_ids, RenderOutcome(None, False, "the CA admins have not set up the VPN gateway yet"))
+    outcomes = dict.fromkeys(peer_ids, RenderOutcome(None, False, "the peer has no issued certificate"))
     # Only the gateway's files name the issued clients (KeyNote remote_id list, iked and swanctl
     # policies per client gateway); a client's bundle never does, so it skips that O(clients) work.
-    clients = issued_clients() if peer_id == gateway.pk else IssuedClients((), ())
+    clients = issued_clients() if gateway.pk in peer_ids else IssuedClients((), ())
     crl_number = crl.number if crl is not None else 0
+    try:
+        site = site_spec(profile, ca, gateway, clients, crl)
+    except SpecRejected as exc:
+        log.error("bundles not rendered: %s", exc)
+        return dict.fromkeys(peer_ids, RenderOutcome(None, False, f"could not render: {exc}"))
+    environment = _environment()
     with transaction.atomic():
-        peer = (
+        peers = list(
             Peer.objects.select_for_update(of=("self",))
             .select_related("certificate_request__certificate")
-            .filter(pk=peer_id)
-            .first()
+            .filter(pk__in=peer_ids)
+            .order_by("pk")  # one lock order for every batch
         )
-        if peer is None or peer.status != "issued":
-            return RenderOutcome(None, False, "the peer has no issued certificate")
-        if peer.kind == Peer.Kind.SERVER and peer.pk != gateway.pk:
-            return RenderOutcome(None, False, "this server peer is not the site's gateway (see the site profile)")
-        try:
-            site = site_spec(profile, ca, gateway, clients, crl)
-            spec = peer_spec(peer, profile)
-            files = render_files(_environment(), site, spec)
-        except (SpecRejected, engine.RenderError) as exc:
-            log.error("bundle for peer %s not rendered: %s", peer_id, exc)
-            return RenderOutcome(None, False, f"could not render: {exc}")
-        stored = [{"path": f.path, "mode": f.mode, "text": f.content.decode("utf-8")} for f in files]
-        certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
-        digest = clients.digest if peer.pk == gateway.pk else ""
-        latest = Bundle.objects.filter(peer=peer).order_by("-version").first()
+        peers = [peer for peer in peers if peer.status == "issued"]
+        keyed = set(
+            PortalKey.objects.filter(peer__in=peers, destroyed_at__isnull=True)
+            .exclude(encrypted_pem="")
+            .values_list("peer_id", flat=True)
+        )
+        newer = Bundle.objects.filter(peer=OuterRef("peer"), version__gt=OuterRef("version"))
+        latest = {b.peer_id: b for b in Bundle.objects.filter(peer__in=peers).exclude(Exists(newer))}
         now = timezone.now()
-        if latest is not None and latest.files == stored:
-            Bundle.objects.filter(pk=latest.pk).update(
-                site_generation=profile.generation,
+        checked: list[Bundle] = []
+        made: list[tuple[Bundle, list[str]]] = []
+        for peer in peers:
+            if peer.kind == Peer.Kind.SERVER and peer.pk != gateway.pk:
+                outcomes[peer.pk] = RenderOutcome(
+                    None, False, "this server peer is not the site's gateway (see the site profile)"
+                )
+                continue
+            try:
+                spec = peer_spec(peer, profile, key_from_portal=peer.pk in keyed)
+                files = render_files(environment, site, spec)
+            except (SpecRejected, engine.RenderError) as exc:
+                log.error("bundle for peer %s not rendered: %s", peer.pk, exc)
+                outcomes[peer.pk] = RenderOutcome(None, False, f"could not render: {exc}")
+                continue
+            stored = [{"path": f.path, "mode": f.mode, "text": f.content.decode("utf-8")} for f in files]
+            certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
+            digest = clients.digest if peer.pk == gateway.pk else ""
+            previous = latest.get(peer.pk)
+            if previous is not None and previous.files == stored:
+                previous.site_generation, previous.certificate = profile.generation, certificate
+                previous.peers_digest, previous.lists_key = digest, spec.portal_made_key
+                previous.crl_number, previous.checked_at = crl_number, now
+                checked.append(previous)
+                outcomes[peer.pk] = RenderOutcome(previous, False)
+                continue
+            data = build_zip(peer.fqdn, finish(files))
+            bundle = Bundle(
+                peer=peer,
+                version=(previous.version + 1) if previous is not None else 1,
+                files=stored,
+                sha256=hashlib.sha256(data).hexdigest(),
                 certificate=certificate,
+                site_generation=profile.generation,
                 peers_digest=digest,
+                suite=site.suite.key,
+                legacy=site.legacy,
                 lists_key=spec.portal_made_key,
                 crl_number=crl_number,
                 checked_at=now,
             )
-            return RenderOutcome(latest, False)
-        data = build_zip(peer.fqdn, finish(files))
-        bundle = Bundle.objects.create(
-            peer=peer,
-            version=(latest.version + 1) if latest is not None else 1,
-            files=stored,
-            sha256=hashlib.sha256(data).hexdigest(),
-            certificate=certificate,
-            site_generation=profile.generation,
-            peers_digest=digest,
-            suite=site.suite.key,
-            legacy=site.legacy,
-            lists_key=spec.portal_made_key,
-            crl_number=crl_number,
-            checked_at=now,
-        )
-        changed = _changed_paths(latest, bundle)
-        audit_record(
-            "bundle.rendered",
-            actor="render",
-            target=f"peer:{peer.pk}",
-            version=bundle.version,
-            sha256=bundle.sha256,
-            changed=changed,
-        )
-    return RenderOutcome(bundle, True)
+            made.append((bundle, _changed_paths(previous, bundle)))
+            outcomes[peer.pk] = RenderOutcome(bundle, True)
+        if checked:
+            Bundle.objects.bulk_update(
+                checked, ["site_generation", "certificate", "peers_digest", "lists_key", "crl_number", "checked_at"]
+            )
+        if made:
+            Bundle.objects.bulk_create([bundle for bundle, _ in made])
+            audit_record_many(
+                [
+                    (
+                        "bundle.rendered",
+                        "render",
+                        f"peer:{bundle.peer_id}",
+                        {"version": bundle.version, "sha256": bundle.sha256, "changed": changed},
+                    )
+                    for bundle, changed in made
+                ]
+            )
+    return outcomes
 
 
 def _changed_paths(old: Bundle | None, new: Bundle) -> list[str]:
