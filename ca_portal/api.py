@@ -160,11 +160,17 @@ class JsonBodyParser(JSONParser):
 
 
 class StrictCharField(serializers.CharField):
-    """A string, and only a string: DRF's CharField would turn 42 or 4.2 into "42" and "4.2"."""
+    """A string, and only a string: DRF's CharField would turn 42 or 4.2 into "42" and "4.2".
+
+    ``max_length`` holds for the string as sent, as the schema says; DRF checks it only after
+    trimming, so " " followed by 500 characters passed a limit of 500.
+    """
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return str(super().to_internal_value(data))
 
 

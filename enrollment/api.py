@@ -13,11 +13,11 @@ from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 from django.urls import path
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ca_portal.api import ApiListView, ApiView, Refused, body, error_responses, object_id, query, require_ca_admin
+from ca_portal.api import ApiListView, ApiView, Refused, body, error_responses, object_id, query
 from ca_portal.authority.models import CertificateRequest
 from ca_portal.authority.roles import is_auditor, is_ca_admin
 from enrollment.models import Peer
@@ -30,6 +30,7 @@ from enrollment.serializers import (
     PeerRevokeSerializer,
     PeerSerializer,
     peer_created_data,
+    peer_data,
 )
 from enrollment.services import peer_approve, peer_register_full, peer_reject, peer_revoke
 
@@ -76,18 +77,46 @@ def peer_list(
 
 
 def peer_get(user: Any, raw_id: str) -> Peer:
-    """The peer if this user may see it; 404 otherwise, so ids of other people's peers leak nothing."""
-    peer = peers_visible_to(user).filter(pk=object_id(raw_id)).first()
-    if peer is None:
+    """The peer if this user may see it; 404 otherwise, so ids of other people's peers leak nothing.
+
+    Owners see their own peers whatever their roles, so the roles (one more query) are looked up
+    only for a peer that is not the caller's, and then whether it exists or not: both 404s cost the
+    same queries. (Peer ids are sequential and never reused, so that one exists is no secret anyway.)
+    """
+    peer_id = object_id(raw_id)
+    try:
+        peer = Peer.objects.select_related("owner", "certificate_request__certificate").get(pk=peer_id)
+    except Peer.DoesNotExist:
+        peer = None
+    if peer is not None and peer.owner_id == user.pk:
+        return peer
+    if not (is_ca_admin(user) or is_auditor(user)) or peer is None:
         raise exceptions.NotFound("no such peer")
     return peer
 
 
-def _decider(request: Request, raw_id: str) -> tuple[Peer, User]:
-    peer = peer_get(request.user, raw_id)  # 404 first: a stranger learns nothing from a 403
-    require_ca_admin(request, "only CA admins decide on peers")
-    assert isinstance(request.user, User)
-    return peer, request.user
+def _decision_input(
+    request: Request, raw_id: str, serializer_class: type[serializers.Serializer[Any]]
+) -> tuple[int, User, dict[str, Any]]:
+    """The peer id, the deciding CA admin and the checked body; refusals in the usual order:
+    404 (a peer this user cannot see), 403 (not a CA admin), then 400 (bad input).
+
+    A CA admin sees every peer, so for them the peer is not read here: the service's locked read
+    gives the 404 (``Peer.DoesNotExist``, answered with the same "no such peer"). Only when the
+    input is bad is the peer read first, so that a missing peer is still a 404 rather than a 400.
+    """
+    user = request.user
+    if not is_ca_admin(user):
+        peer_get(user, raw_id)  # 404 first: a stranger learns nothing from a 403
+        raise exceptions.PermissionDenied("only CA admins decide on peers")
+    assert isinstance(user, User)
+    peer_id = object_id(raw_id)
+    try:
+        data = body(serializer_class, request)
+    except Exception:
+        peer_get(user, raw_id)
+        raise
+    return peer_id, user, data
 
 
 # --- views -----------------------------------------------------------------------------------
@@ -167,7 +196,7 @@ class PeerDetailView(ApiView):
         responses={200: PeerSerializer, **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, id: str) -> Response:
-        return Response(PeerSerializer(peer_get(request.user, id)).data)
+        return Response(peer_data(peer_get(request.user, id)))
 
 
 class PeerApproveView(ApiView):
@@ -182,10 +211,12 @@ class PeerApproveView(ApiView):
         responses={200: PeerSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
     )
     def post(self, request: Request, id: str) -> Response:
-        peer, approver = _decider(request, id)
-        body(PeerApproveSerializer, request)
-        approved = peer_approve(peer_id=peer.pk, approver=approver, actor=approver)
-        return Response(PeerSerializer(approved).data)
+        peer_id, approver, _ = _decision_input(request, id, PeerApproveSerializer)
+        try:
+            approved = peer_approve(peer_id=peer_id, approver=approver, actor=approver)
+        except Peer.DoesNotExist:
+            raise exceptions.NotFound("no such peer") from None
+        return Response(peer_data(approved))
 
 
 class PeerRejectView(ApiView):
@@ -199,10 +230,12 @@ class PeerRejectView(ApiView):
         responses={200: PeerSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
     )
     def post(self, request: Request, id: str) -> Response:
-        peer, approver = _decider(request, id)
-        data = body(PeerRejectSerializer, request)
-        rejected = peer_reject(peer_id=peer.pk, approver=approver, reason=data["reason"], actor=approver)
-        return Response(PeerSerializer(rejected).data)
+        peer_id, approver, data = _decision_input(request, id, PeerRejectSerializer)
+        try:
+            rejected = peer_reject(peer_id=peer_id, approver=approver, reason=data["reason"], actor=approver)
+        except Peer.DoesNotExist:
+            raise exceptions.NotFound("no such peer") from None
+        return Response(peer_data(rejected))
 
 
 class PeerRevokeView(ApiView):
@@ -226,7 +259,7 @@ class PeerRevokeView(ApiView):
             raise exceptions.PermissionDenied("only the owner or a CA admin may revoke this peer")
         data = body(PeerRevokeSerializer, request)
         revoked = peer_revoke(peer_id=peer.pk, user=user, reason=data["reason"], comment=data["comment"])
-        return Response(PeerSerializer(revoked).data)
+        return Response(peer_data(revoked))
 
 
 urlpatterns = [

@@ -6,6 +6,7 @@ Input serializers check types and sizes only and refuse undeclared fields; what 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
@@ -90,7 +91,7 @@ class PeerRevokeSerializer(StrictSerializer):
 class PeerFilterSerializer(serializers.Serializer):  # type: ignore[type-arg]
     status = serializers.ChoiceField(choices=PEER_STATUSES, required=False)
     kind = serializers.ChoiceField(choices=Peer.Kind.choices, required=False)
-    fqdn = serializers.CharField(max_length=MAX_FQDN_LENGTH, required=False, help_text="exact FQDN")
+    fqdn = StrictCharField(max_length=MAX_FQDN_LENGTH, required=False, help_text="exact FQDN")
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ class PeerSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             certificate = request.certificate
         except ObjectDoesNotExist:
             return None
-        return dict(PeerCertificateSerializer(certificate).data)
+        return dict(_certificate_output().to_representation(certificate))
 
 
 class PeerCreatedSerializer(PeerSerializer):
@@ -154,8 +155,28 @@ class PeerCreatedSerializer(PeerSerializer):
         read_only_fields = PeerSerializer.Meta.fields
 
 
+# One output serializer per process, reused for every peer as DRF's ``many=True`` reuses its child:
+# building a ModelSerializer's fields took longer than filling them (about 0.4 of 0.5 ms per peer).
+# ``to_representation`` only reads the fields, and no context is used, so sharing is safe.
+
+
+@cache
+def _peer_output() -> PeerSerializer:
+    return PeerSerializer()
+
+
+@cache
+def _certificate_output() -> PeerCertificateSerializer:
+    return PeerCertificateSerializer()
+
+
+def peer_data(peer: Peer) -> dict[str, Any]:
+    """What the API shows of one peer: ``PeerSerializer(peer).data``."""
+    return dict(_peer_output().to_representation(peer))
+
+
 def peer_created_data(peer: Peer, key_passphrase: str) -> dict[str, Any]:
-    data = dict(PeerSerializer(peer).data)
+    data = peer_data(peer)
     if key_passphrase:
         data["key_passphrase"] = key_passphrase
         data["key_passphrase_note"] = ONE_TIME_NOTE

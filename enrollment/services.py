@@ -309,15 +309,16 @@ def peer_approve(
 ) -> Peer:
     """pending -> approved, and the signing order to the signer. Exactly one caller wins a race.
 
-    ``allow_self_approval`` None means: as the site policy says.
+    ``allow_self_approval`` None means: as the site policy says. Raises ``Peer.DoesNotExist`` for
+    an unknown id. Returns the peer as this transaction committed it (no re-read).
     """
     policy = policy_get()
-    if allow_self_approval is None:
-        allow_self_approval = self_approval_allowed(policy)
     refused = False
     with transaction.atomic():
         peer = _pending_locked(peer_id)
-        if peer.owner_id == approver.pk and not allow_self_approval:
+        if peer.owner_id == approver.pk and not (
+            self_approval_allowed(policy) if allow_self_approval is None else allow_self_approval
+        ):
             refused = True
         else:
             _approve_locked(
@@ -327,7 +328,7 @@ def peer_approve(
         # Recorded in its own transaction: a refused attempt is a security event (T29, T32).
         audit_record("peer.approve_refused", actor=actor_name(actor), target=f"peer:{peer_id}", reason="self-approval")
         raise EnrollmentError("you cannot approve a request you filed yourself", status=403)
-    return peer_fresh(peer.pk)
+    return peer
 
 
 def _pending_locked(peer_id: int) -> Peer:
@@ -349,16 +350,13 @@ def _approve_locked(
     enqueue: bool,
     policy: SitePolicy,
 ) -> None:
-    """pending -> approved and the signing order, inside the caller's transaction.
+    """pending -> approved and the signing order, inside the caller's transaction, on the locked ``peer``.
 
     Without an approver it is the site policy that approves (an automatic renewal): no person is
     recorded as the decider, the audit event says ``auto``, and the owner is not mailed until issuance.
+    ``peer`` is updated in place to what is written, so callers need not read it again.
     """
-    claimed = Peer.objects.filter(pk=peer.pk, decision=Peer.Decision.PENDING).update(
-        decision=Peer.Decision.APPROVED, decided_by=approver, decided_at=timezone.now()
-    )
-    if claimed != 1:
-        raise EnrollmentError(f"{peer.fqdn} was decided by someone else meanwhile", status=409)
+    decided_at = timezone.now()  # the decision comes before the request it makes (the auditors' timeline)
     try:
         request = certificate_request_create(
             fqdn=peer.fqdn,
@@ -373,7 +371,19 @@ def _approve_locked(
         )
     except (PkiError, AuthorityError) as exc:
         raise EnrollmentError(str(exc), status=409) from None
-    Peer.objects.filter(pk=peer.pk).update(certificate_request=request)
+    # The decision and the link to the request in one statement. The row is locked and was pending
+    # (``_pending_locked``); the condition on the decision stays as a second guard, and a miss rolls
+    # the request back with everything else.
+    claimed = Peer.objects.filter(pk=peer.pk, decision=Peer.Decision.PENDING).update(
+        decision=Peer.Decision.APPROVED, decided_by=approver, decided_at=decided_at, certificate_request=request
+    )
+    if claimed != 1:
+        raise EnrollmentError(f"{peer.fqdn} was decided by someone else meanwhile", status=409)
+    peer.decision, peer.decided_by, peer.decided_at = Peer.Decision.APPROVED, approver, decided_at
+    peer.certificate_request = request
+    # The request was made in this transaction, so no certificate can exist for it yet: say so,
+    # rather than let ``peer.status`` and the API ask the database.
+    CertificateRequest.certificate.related.set_cached_value(request, None)
     if approver is None:
         audit_record("peer.approved", actor=actor_name(actor), target=f"peer:{peer.pk}", request=request.pk, auto=True)
     else:
@@ -390,9 +400,10 @@ def peer_reject(*, peer_id: int, approver: User, reason: str, actor: Actor) -> P
     if len(reason) > MAX_REASON:
         raise EnrollmentError(f"the reason is limited to {MAX_REASON} characters", field="reason")
     with transaction.atomic():
-        peer = Peer.objects.select_for_update().get(pk=peer_id)
+        peer = Peer.objects.select_for_update(of=("self",)).select_related("owner").get(pk=peer_id)
+        decided_at = timezone.now()
         claimed = Peer.objects.filter(pk=peer.pk, decision=Peer.Decision.PENDING).update(
-            decision=Peer.Decision.REJECTED, decided_by=approver, decided_at=timezone.now(), decision_reason=reason
+            decision=Peer.Decision.REJECTED, decided_by=approver, decided_at=decided_at, decision_reason=reason
         )
         if claimed != 1:
             raise EnrollmentError(f"{peer.fqdn} is {peer.status}, not pending", status=409)
@@ -401,7 +412,10 @@ def peer_reject(*, peer_id: int, approver: User, reason: str, actor: Actor) -> P
         )
         audit_record("peer.rejected", actor=actor_name(actor), target=f"peer:{peer.pk}", reason=reason)
         transaction.on_commit(lambda: _notify_later(peer.pk, "rejected"))
-    return peer_fresh(peer.pk)
+    # The peer as committed, without reading it again: it was pending, so it has no signing request.
+    peer.decision, peer.decided_by, peer.decided_at = Peer.Decision.REJECTED, approver, decided_at
+    peer.decision_reason = reason
+    return peer
 
 
 def peer_fresh(peer_id: int) -> Peer:

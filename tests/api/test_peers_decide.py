@@ -162,3 +162,37 @@ def test_it_refuses_get_on_decisions(action: str, owner_peer: Peer, admin: Any) 
 
     assert response.status_code == 405
     assert "errors" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [("approve", {}), ("approve", {"validity_days": 1}), ("reject", {"reason": "x"}), ("reject", {})],
+    ids=["approve", "approve, bad body", "reject", "reject, bad body"],
+)
+def test_it_gives_an_admin_404_for_a_peer_that_does_not_exist(action: str, body: Any, admin: Any) -> None:
+    response = token_client(admin).post(f"/api/v1/peers/999999/{action}", body, format="json")
+
+    assert response.status_code == 404  # before the 400 for the body, as for a peer the caller cannot see
+    assert response.json() == {"errors": {"__all__": ["no such peer"]}}
+    assert not AuditEvent.objects.filter(target="peer:999999").exists()
+
+
+def test_it_answers_an_approval_with_the_peer_as_committed(
+    ca: CertificateAuthority, owner: Any, owner_peer: Peer, admin: Any
+) -> None:
+    approved = _approve(admin, owner_peer).json()
+
+    assert approved == token_client(owner).get(f"/api/v1/peers/{owner_peer.pk}").json()
+
+
+def test_it_answers_a_rejection_with_the_peer_as_committed(owner: Any, owner_peer: Peer, admin: Any) -> None:
+    rejected = _reject(admin, owner_peer, {"reason": "unknown laptop"}).json()
+
+    assert rejected == token_client(owner).get(f"/api/v1/peers/{owner_peer.pk}").json()
+
+
+def test_it_refuses_a_reason_over_the_limit_even_with_spaces_around_it(owner_peer: Peer, admin: Any) -> None:
+    response = _reject(admin, owner_peer, {"reason": " " + "x" * 500})  # 500 once trimmed, 501 as sent
+
+    assert response.status_code == 400
+    assert "reason" in response.json()["errors"]

@@ -180,3 +180,27 @@ def test_it_ignores_a_format_it_does_not_offer(owner: Any) -> None:
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
+
+
+def test_it_shows_an_owner_their_peer_in_two_queries(
+    two_peers: tuple[Peer, Peer], owner: Any, django_assert_num_queries: Any
+) -> None:
+    mine, _ = two_peers
+    client = token_client(owner)
+
+    with django_assert_num_queries(2):  # the token with its user, the peer with what it shows; no role lookup
+        response = client.get(f"{URL}/{mine.pk}")
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("persona", ["admin", "auditor"])
+def test_it_shows_another_users_peer_to_admins_and_auditors(
+    persona: str, two_peers: tuple[Peer, Peer], request: pytest.FixtureRequest
+) -> None:
+    mine, _ = two_peers
+
+    response = token_client(request.getfixturevalue(persona)).get(f"{URL}/{mine.pk}")
+
+    assert response.status_code == 200
+    assert response.json()["owner"] == "alice"
