@@ -261,6 +261,9 @@ def renewal_reminder_days(raw: str, *, name: str = "RENEWAL_REMINDER_DAYS") -> t
 # is revoked as superseded this many hours after the renewal's bundle was first downloaded.
 RENEWAL_REMINDER_DAYS = renewal_reminder_days(env_str("RENEWAL_REMINDER_DAYS", "30,7,1"))
 RENEWAL_GRACE_HOURS = env_int("RENEWAL_GRACE_HOURS", 72, minimum=0, maximum=90 * 24)
+# EST (RFC 7030): the Retry-After an EST client gets while its request waits for a CA admin.
+# strongSwan's `pki --est` polls at the larger of this and its --interval.
+EST_RETRY_AFTER_SECONDS = env_int("EST_RETRY_AFTER_SECONDS", 60, minimum=1, maximum=24 * 3600)
 
 # --- Celery ---------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")

@@ -19,4 +19,5 @@ urlpatterns = [
     path("bundles/", include("bundles.urls")),
     path("audit/", include("ca_portal.authority.inventory_urls")),
     path("api/", include("ca_portal.api")),
+    path(".well-known/est/", include("enrollment.est")),  # RFC 7030
 ]

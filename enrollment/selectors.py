@@ -10,11 +10,12 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from ca_portal.authority.models import Certificate
+from ca_portal.authority.models import Certificate, CertificateRequest
 from ca_portal.authority.roles import is_auditor, is_ca_admin
 from ca_portal.authority.services import active_ca
 from ca_portal.pki.csr import vet_csr
 from ca_portal.pki.errors import PkiError
+from ca_portal.pki.est import csr_public_key_der
 from ca_portal.pki.keys import describe_key
 from enrollment.models import Peer, SitePolicy
 
@@ -132,3 +133,46 @@ def renewal_note(peer: Peer) -> str:
     if certificate is None:
         return f"renewal of {old.fqdn} (peer {old.pk})"
     return f"renewal of {old.fqdn} (serial {certificate.serial}, valid until {certificate.not_after:%Y-%m-%d})"
+
+
+# --- EST (RFC 7030) -------------------------------------------------------------------------
+
+# How many of an owner's peers for one FQDN a retry is compared with (newest first): a client
+# polls for its latest request, and an owner has a handful of peers per FQDN at most.
+EST_RETRY_CANDIDATES = 20
+
+
+def est_peer_for_request(*, owner: User, fqdn: str, public_key_der: bytes, renewal: bool) -> Peer | None:
+    """This owner's newest peer for ``fqdn`` whose CSR has this public key, in any state: what an
+    EST client asks about when it sends the same request again (RFC 7030 §4.2.3 polling).
+
+    ``renewal`` looks at renewals (simplereenroll) or at first registrations (simpleenroll).
+    Other owners' peers are never looked at, whatever the key.
+    """
+    peers = (
+        Peer.objects.filter(owner_id=owner.pk, fqdn=fqdn, key_source=Peer.KeySource.CSR, renews__isnull=not renewal)
+        .select_related("owner", "certificate_request__certificate")
+        .order_by("-pk")[:EST_RETRY_CANDIDATES]
+    )
+    for peer in peers:
+        if csr_public_key_der(peer.csr_pem) == public_key_der:
+            return peer
+    return None
+
+
+def est_peer_to_renew(*, owner: User, fqdn: str) -> Peer | None:
+    """This owner's newest live client peer for ``fqdn`` with a valid (issued, unrevoked) certificate."""
+    return (
+        Peer.objects.filter(
+            owner_id=owner.pk,
+            fqdn=fqdn,
+            kind=Peer.Kind.CLIENT,
+            retired_at__isnull=True,
+            decision=Peer.Decision.APPROVED,
+            certificate_request__status=CertificateRequest.Status.ISSUED,
+            certificate_request__certificate__revoked_at__isnull=True,
+        )
+        .select_related("certificate_request__certificate")
+        .order_by("-pk")
+        .first()
+    )

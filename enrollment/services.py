@@ -21,6 +21,7 @@ from ca_portal.authority.roles import CA_ADMIN
 from ca_portal.authority.services import Actor, AuthorityError, actor_name, certificate_request_create
 from ca_portal.pki.csr import vet_csr
 from ca_portal.pki.errors import PkiError
+from ca_portal.pki.est import EstCsr
 from ca_portal.pki.keys import encrypt_private_key, generate_private_key
 from ca_portal.pki.names import validate_fqdn
 from ca_portal.pki.profiles import MAX_LEAF_DAYS
@@ -589,13 +590,16 @@ def _certificate_of(peer: Peer) -> Certificate | None:
     return getattr(request, "certificate", None) if request is not None else None
 
 
-def peer_renew(*, peer_id: int, user: User, csr_pem: str | None, now: datetime | None = None) -> Registration:
+def peer_renew(
+    *, peer_id: int, user: User, csr_pem: str | None, now: datetime | None = None, actor: Actor = None
+) -> Registration:
     """Request a renewal of an issued peer: a new peer with the same identity and a new key.
 
     Only the owner may renew (404 for anyone else, 403 for auditors). With a CSR the new key is the
     owner's; without one the signer makes it, as at registration, and the passphrase is returned to be
     shown once. The renewal waits for a CA admin unless the site policy approves renewals itself
     (``renewal_auto_approve``). The old certificate stays valid until ``renewals_supersede`` revokes it.
+    ``actor`` names who asked in the audit log (default: ``user``; EST passes ``est:<user>``).
     """
     from ca_portal.authority.roles import is_auditor, is_ca_admin
 
@@ -623,7 +627,10 @@ def peer_renew(*, peer_id: int, user: User, csr_pem: str | None, now: datetime |
         for stale in list(failed.values_list("pk", flat=True)):
             Peer.objects.filter(pk=stale).update(retired_at=timezone.now())
             audit_record(
-                "peer.retired", actor=actor_name(user), target=f"peer:{stale}", reason="failed renewal replaced"
+                "peer.retired",
+                actor=actor_name(actor if actor is not None else user),
+                target=f"peer:{stale}",
+                reason="failed renewal replaced",
             )
         peer, passphrase = _peer_create(
             owner=user,
@@ -636,7 +643,7 @@ def peer_renew(*, peer_id: int, user: User, csr_pem: str | None, now: datetime |
         )
         audit_record(
             "peer.renewal_requested",
-            actor=actor_name(user),
+            actor=actor_name(actor if actor is not None else user),
             target=f"peer:{peer.pk}",
             renews=old.pk,
             fqdn=peer.fqdn,
@@ -828,3 +835,85 @@ def _reminder_send(
         # Inside the transaction: a mail that fails records nothing, and the next run sends it.
         send_mail(f"{peer.fqdn}: the certificate expires on {expires}", body, None, [peer.owner.email])
     return 1
+
+
+# --- EST (RFC 7030) --------------------------------------------------------------------------
+
+
+def est_actor(user: User) -> str:
+    """The audit actor of what a user does through EST: their name, marked with the channel."""
+    return f"est:{user.get_username()}"
+
+
+def peer_est_enroll(*, owner: User, csr: EstCsr) -> Peer:
+    """simpleenroll: this owner's peer for this request if the client is asking again, else a new client peer.
+
+    Asking again is sending the same request: same owner, same FQDN, same public key. The newest such
+    peer answers whatever its state, so polling never registers a rejected or revoked request again;
+    another owner's peers are never looked at. A new peer is registered by ``peer_register`` like any
+    other (the same vetting, the same approval, the same audit event, by actor ``est:<user>``).
+    """
+    from enrollment.selectors import est_peer_for_request, est_peer_to_renew
+
+    found = est_peer_for_request(owner=owner, fqdn=csr.fqdn, public_key_der=csr.public_key_der, renewal=False)
+    if found is not None:
+        return found
+    try:
+        return peer_register(
+            owner=owner,
+            fqdn=csr.fqdn,
+            kind=Peer.Kind.CLIENT,
+            networks=[],
+            address=None,
+            csr_pem=csr.pem,
+            actor=est_actor(owner),
+        )
+    except EnrollmentError as exc:
+        # Two copies of one request at once: the other registered it a moment ago.
+        found = est_peer_for_request(owner=owner, fqdn=csr.fqdn, public_key_der=csr.public_key_der, renewal=False)
+        if found is not None:
+            return found
+        if exc.status == 409 and est_peer_to_renew(owner=owner, fqdn=csr.fqdn) is not None:
+            raise EnrollmentError(
+                f"{exc}; your certificate for {csr.fqdn} is renewed through simplereenroll "
+                "(pki --est with --cert and --key of the current certificate)",
+                field=exc.field,
+                status=409,
+            ) from None
+        raise
+
+
+def peer_est_reenroll(*, owner: User, csr: EstCsr) -> Peer:
+    """simplereenroll: this owner's renewal for this request if the client is asking again, else a renewal
+    (``peer_renew``) of the owner's issued client peer for the request's FQDN.
+
+    A renewal takes a new key (as on the portal's Renew page): a request with the key of the certificate
+    it would replace is refused, which also keeps "asking again" unambiguous.
+    """
+    from enrollment.selectors import est_peer_for_request, est_peer_to_renew
+
+    found = est_peer_for_request(owner=owner, fqdn=csr.fqdn, public_key_der=csr.public_key_der, renewal=True)
+    if found is not None:
+        return found
+    old = est_peer_to_renew(owner=owner, fqdn=csr.fqdn)
+    if old is None:
+        raise EnrollmentError(
+            f"you have no issued client certificate for {csr.fqdn} to renew; enroll it with simpleenroll",
+            field="csr",
+            status=404,
+        )
+    request = old.certificate_request
+    if request is not None and bytes(request.public_key_der) == csr.public_key_der:
+        raise EnrollmentError(
+            f"a renewal needs a new key, and this request has the key of the current certificate for {csr.fqdn}: "
+            "make a new key and request (pki --gen, pki --req) and send that",
+            field="csr",
+            status=409,
+        )
+    try:
+        return peer_renew(peer_id=old.pk, user=owner, csr_pem=csr.pem, actor=est_actor(owner)).peer
+    except EnrollmentError:
+        found = est_peer_for_request(owner=owner, fqdn=csr.fqdn, public_key_der=csr.public_key_der, renewal=True)
+        if found is None:
+            raise
+        return found

@@ -6,18 +6,26 @@ and ``test_every_object_url_has_a_row`` fails as soon as a new one appears witho
 adds an endpoint decides, here, who may see it. The expected statuses are exact, so an
 unexpected 200 (or any other drift) fails the test that owns the row.
 
+EST (RFC 7030) has no object ids in its URLs and takes no session: ``EST_MATRIX`` at the end covers
+every URL under /.well-known/est/ with each persona's HTTP Basic credentials instead.
+
 Personas: the object's owner (alice, a roaming user), another roaming user (mallory), two CA
 admins (carol, dave; both past two-factor), an auditor (erin) and an anonymous visitor.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -357,3 +365,79 @@ def test_read_only_object_urls_refuse_post(name: str, owner: Any, clients: dict[
             response = client.post(url, {"reason": "x"})
         assert response.status_code == 405, (persona, url)
     assert _state(peer) == before
+
+
+# --- EST (RFC 7030) -------------------------------------------------------------------------------
+# EST takes no session: each persona sends HTTP Basic credentials (anonymous sends none). The object
+# is the request's FQDN: a new one for simpleenroll, alice's issued client for simplereenroll.
+
+EST_PREFIX = ".well-known/est/"
+EST_PASSWORD = "correct horse battery"
+EST_USERS = {"owner": "alice", "other_user": "mallory", "admin": "carol", "second_admin": "dave", "auditor": "erin"}
+# url name -> (method, FQDN in the request, persona -> status)
+EST_MATRIX: dict[str, tuple[str, str, dict[str, int]]] = {
+    "est-cacerts": ("GET", "", dict.fromkeys(PERSONAS, 200)),
+    # Roaming users enroll (for themselves); CA admins sign in with two-factor, which EST cannot do;
+    # auditors change nothing.
+    "est-simpleenroll": (
+        "POST",
+        "new.example.com",
+        {"owner": 202, "other_user": 202, "admin": 403, "second_admin": 403, "auditor": 403, "anonymous": 401},
+    ),
+    # Only the owner renews: for anyone else alice's FQDN is not theirs (404).
+    "est-simplereenroll": (
+        "POST",
+        "client.example.com",
+        {"owner": 202, "other_user": 404, "admin": 403, "second_admin": 403, "auditor": 403, "anonymous": 401},
+    ),
+}
+
+
+def _est_routes() -> dict[str, str]:
+    return {r.name: r.route for r in _walk(get_resolver()) if r.route.startswith(EST_PREFIX)}
+
+
+def test_every_est_url_has_a_row() -> None:
+    routes = _est_routes()
+
+    assert set(routes) == set(EST_MATRIX), "decide here who may use a new EST URL"
+    assert routes["est-simpleenroll"] == ".well-known/est/simpleenroll"
+
+
+def _est_request(fqdn: str) -> bytes:
+    der = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fqdn)]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(fqdn)]), critical=False)
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    return base64.b64encode(der)
+
+
+@pytest.mark.parametrize(("name", "persona"), [(name, p) for name in sorted(EST_MATRIX) for p in PERSONAS])
+def test_est_matrix(
+    name: str, persona: str, owner: Any, other_user: Any, admin: Any, auditor: Any, second_admin: Any, issued_peer: Peer
+) -> None:
+    method, fqdn, row = EST_MATRIX[name]
+    url = "/" + _est_routes()[name]
+    headers: dict[str, str] = {}
+    if persona != "anonymous":
+        credentials = f"{EST_USERS[persona]}:{EST_PASSWORD}".encode()
+        headers["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(credentials).decode()
+    before = _issued_world(), list(Peer.objects.values_list("pk", flat=True))
+
+    if method == "GET":
+        response = Client().get(url, **headers)
+    else:
+        response = Client().post(url, _est_request(fqdn), content_type="application/pkcs10", **headers)
+
+    assert response.status_code == row[persona], (persona, url, response.content)
+    if response.status_code == 401:
+        assert response["WWW-Authenticate"].startswith("Basic ")
+    if method == "POST" and response.status_code == 202:
+        created = Peer.objects.exclude(pk__in=before[1]).get()
+        assert created.owner.get_username() == EST_USERS[persona]
+        assert created.fqdn == fqdn
+    else:
+        assert (_issued_world(), list(Peer.objects.values_list("pk", flat=True))) == before

@@ -8,6 +8,7 @@ that no URL at all takes a token-less POST from a signed-in session.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from typing import Any
@@ -221,6 +222,15 @@ def _all_routes(resolver: URLResolver | None = None, prefix: str = "") -> list[s
     return routes
 
 
+# URLs exempt from CSRF by design, and why. Each still refuses the sweep's forged POST (expected status).
+CSRF_EXEMPT: dict[str, tuple[int, str]] = {
+    # EST (RFC 7030): HTTP Basic credentials on every request, no session, no cookies. A session is
+    # no credential there (401), and a cross-site form cannot send application/pkcs10 (415).
+    "/.well-known/est/simpleenroll": (401, "EST: HTTP Basic on every request, the session is ignored"),
+    "/.well-known/est/simplereenroll": (401, "EST: HTTP Basic on every request, the session is ignored"),
+}
+
+
 def test_no_url_takes_a_post_without_the_token_from_a_session(ca: CertificateAuthority, owner: Any, admin: Any) -> None:
     peer = _pending(owner)
     client = _csrf_client(admin)
@@ -228,12 +238,32 @@ def test_no_url_takes_a_post_without_the_token_from_a_session(ca: CertificateAut
 
     urls = ["/" + re.sub(r"<(?:\w+:)?\w+>", str(peer.pk), route) for route in _all_routes()]
     assert f"/peers/approvals/{peer.pk}/approve/" in urls
+    assert set(CSRF_EXEMPT) <= set(urls), "an exemption for a URL that no longer exists"
 
     accepted = {}
     for url in urls:
         response = client.post(url, {"reason": "swept", "peer": str(peer.pk)})
-        if response.status_code != 403:
+        expected = CSRF_EXEMPT[url][0] if url in CSRF_EXEMPT else 403
+        if response.status_code != expected:
             accepted[url] = response.status_code
 
     assert accepted == {}, "URLs that took a POST without a CSRF token"
+    assert _world() == before
+
+
+@pytest.mark.parametrize("url", sorted(CSRF_EXEMPT))
+def test_a_forged_est_post_with_cached_basic_credentials_is_refused(
+    ca: CertificateAuthority, owner: Any, url: str
+) -> None:
+    """A browser may send Basic credentials it holds with another site's form: the form's type gives it away."""
+    client = _csrf_client(owner)
+    basic = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+    before = _world()
+
+    for form in ({"csr": "MIIB"}, {}):
+        response = client.post(url, form, HTTP_AUTHORIZATION=basic)
+        assert response.status_code == 415, response.content
+    response = client.post(url, "MIIB", content_type="text/plain", HTTP_AUTHORIZATION=basic)
+    assert response.status_code == 415
+
     assert _world() == before

@@ -634,9 +634,10 @@ def audit_queryset(filters: AuditFilters) -> QuerySet[AuditEvent]:
         else:
             events = events.filter(action=filters.action)
     if filters.actor:
-        # Some services record "user:carol", others "carol": either spelling finds both.
+        # Some services record "user:carol", others "carol": either spelling finds both, and what
+        # carol did through EST ("est:carol").
         name = filters.actor.removeprefix("user:")
-        events = events.filter(actor__in=[name, f"user:{name}"])
+        events = events.filter(actor__in=[name, f"user:{name}", f"est:{name}"])
     if filters.target:
         events = events.filter(target=filters.target)
     if filters.date_from is not None:

@@ -16,7 +16,8 @@ from ca_portal.authority.roles import is_ca_admin
 
 LOGIN_AT_KEY = "ca_portal_login_at"
 
-EXEMPT_PREFIXES = ("/login/", "/logout/", "/otp/", "/static/", "/ca.pem", "/healthz", "/crl.")
+# EST authenticates every request itself (HTTP Basic) and never reads the session.
+EXEMPT_PREFIXES = ("/login/", "/logout/", "/otp/", "/static/", "/ca.pem", "/healthz", "/crl.", "/.well-known/est/")
 
 
 def require_admin_otp(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:

@@ -482,6 +482,8 @@ def test_audit_filters(world: World) -> None:
     assert set(_actions(AuditFilters(action="peer.*"))) == {"peer.registered", "peer.approved"}
     assert set(_actions(AuditFilters(actor="carol"))) == {"peer.approved", "certificate.requested"}
     assert _actions(AuditFilters(actor="user:carol")) == _actions(AuditFilters(actor="carol"))
+    audit_record("peer.registered", actor="est:carol", target="peer:999")  # carol, through EST
+    assert _actions(AuditFilters(actor="carol")).count("peer.registered") == 1
     assert _actions(AuditFilters(target=f"peer:{peer.pk}")) == ["peer.registered", "peer.approved"]
     today = timezone.now().date()
     assert len(_actions(AuditFilters(date_from=today, date_to=today))) == AuditEvent.objects.count()
