@@ -96,6 +96,9 @@ class Peer(models.Model):
                 name="one_live_renewal_per_peer",
             ),
         ]
+        # Registration's "is this FQDN live?" check, EST's retry lookup and renewals look peers up by
+        # FQDN; the partial unique index above does not serve them (its condition names `renews`).
+        indexes = [models.Index(fields=["fqdn"], name="peer_fqdn")]
 
     def __str__(self) -> str:
         return self.fqdn
