@@ -13,7 +13,10 @@ concurrently, in one of two ways:
   given load, e.g. the issue's 1,000 enrollments within 60 s (``--rate 20`` gives 50 s). How late
   the enrollments started is printed too: a portal that cannot keep up shows there, not hidden.
 
-    python bench/enrollment.py [--n 1000] [--clients 20] [--rate R] [--web-workers 3] [--concurrency 2]
+    python bench/enrollment.py [--n 1000] [--clients 20] [--rate R] [--gateway] [--web-workers 3] [--concurrency 2]
+
+``--gateway`` issues a VPN gateway first, so that each issuance also renders bundles (the new
+peer's, and the gateway's with its growing remote_id list), and reports when they caught up.
 
 Prints throughput and p50/p95 of POST /api/v1/peers and GET /api/v1/peers/{id}; targets
 (issue "Enrollment and approval"): all N issued within 60 s, p95 < 100 ms for both requests.
@@ -47,8 +50,10 @@ from django.contrib.auth.models import Group, User
 from rest_framework.authtoken.models import Token
 alice = User.objects.create_user("alice", "alice@example.org", "bench-password-1")
 carol = User.objects.create_user("carol", "carol@example.org", "bench-password-2")
-carol.groups.add(Group.objects.get(name="ca-admin"))
-print(Token.objects.create(user=alice).key, Token.objects.create(user=carol).key)
+dave = User.objects.create_user("dave", "dave@example.org", "bench-password-3")
+for admin in (carol, dave):
+    admin.groups.add(Group.objects.get(name="ca-admin"))
+print(Token.objects.create(user=alice).key, Token.objects.create(user=carol).key, Token.objects.create(user=dave).key)
 """
 
 
@@ -78,6 +83,40 @@ class Api:
         return response.status, (json.loads(data) if data else {}), elapsed
 
 
+def setup_gateway(admin: Api, second_admin: Api) -> None:
+    """The case study's gateway, registered by one CA admin and approved by another, issued before
+    the clock starts: from then on every issuance also renders the new peer's bundle and the
+    gateway's (its KeyNote remote_id list grows), as on a real site."""
+    body = {"fqdn": "www.example.com", "kind": "server", "networks": ["10.1.1.0/24"], "address": "192.0.34.72",
+            "csr": CSR}  # fmt: skip
+    status, peer, _ = admin.call("POST", "/api/v1/peers", body)
+    if status != 201:
+        raise SystemExit(f"the gateway was not registered: {status} {peer}")
+    status, data, _ = second_admin.call("POST", f"/api/v1/peers/{peer['id']}/approve", {})
+    if status != 200:
+        raise SystemExit(f"the gateway was not approved: {status} {data}")
+    deadline = time.monotonic() + 30
+    while admin.call("GET", f"/api/v1/peers/{peer['id']}")[1].get("status") != "issued":
+        if time.monotonic() > deadline:
+            raise SystemExit("the gateway was not issued within 30 s")
+        time.sleep(0.2)
+
+
+def bundles_caught_up(stack: Stack, peers: int, timeout: float = 120) -> float:
+    """Seconds after the last issuance until every issued peer (and the gateway) has a bundle."""
+    import psycopg
+
+    start = time.monotonic()
+    while True:
+        with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
+            row = conn.execute("SELECT count(DISTINCT peer_id) FROM bundles_bundle").fetchone()
+        if row is not None and row[0] >= peers:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise SystemExit(f"only {row[0] if row else 0} of {peers} peers had a bundle after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -90,6 +129,9 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2, help="Celery pool processes")
     parser.add_argument("--rate", type=float, default=None, help="paced: enrollments per second (default: closed loop)")
+    parser.add_argument(
+        "--gateway", action="store_true", help="issue a VPN gateway first, so that every issuance also renders bundles"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ca_portal_bench_") as tmp:
@@ -97,7 +139,7 @@ def main() -> None:
         stack.setup()
         serve = None
         try:
-            user_token, admin_token = stack.manage("shell", "-c", USERS_SCRIPT).stdout.split()[-2:]
+            user_token, admin_token, second_admin_token = stack.manage("shell", "-c", USERS_SCRIPT).stdout.split()[-3:]
             # Bench the portal as deployed: no 2FA on API tokens, default everything else.
             port = free_port()
             serve = subprocess.Popen(
@@ -116,6 +158,8 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit("the portal did not come up")
                 time.sleep(0.2)
+            if args.gateway:
+                setup_gateway(admin, Api(port, second_admin_token))
 
             post_times: list[float] = []
             get_times: list[float] = []
@@ -171,6 +215,7 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             elapsed = time.monotonic() - started
+            bundles_lag = bundles_caught_up(stack, args.n + 1) if args.gateway else None
         finally:
             if serve is not None and serve.poll() is None:
                 serve.send_signal(signal.SIGINT)
@@ -186,7 +231,9 @@ def main() -> None:
     clients_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - self_before
     portal_cpu = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]) - children_before
     result = {
-        "mode": f"paced at {args.rate:g}/s" if args.rate else "closed loop",
+        "mode": (f"paced at {args.rate:g}/s" if args.rate else "closed loop")
+        + (", with a gateway" if args.gateway else ""),
+        "bundles_lag_s": round(bundles_lag, 1) if bundles_lag is not None else None,
         "late_p95_ms": round(pct(lateness, 0.95), 1) if lateness else None,
         "late_max_ms": round(max(lateness) * 1000, 1) if lateness else None,
         "clients_cpu_s": round(clients_cpu, 1),
@@ -213,6 +260,8 @@ def main() -> None:
     )
     print(f"POST /api/v1/peers      p50 {result['post_p50_ms']:7.1f} ms   p95 {result['post_p95_ms']:7.1f} ms")
     print(f"GET  /api/v1/peers/{{id}} p50 {result['get_p50_ms']:7.1f} ms   p95 {result['get_p95_ms']:7.1f} ms")
+    if bundles_lag is not None:
+        print(f"bundles: every issued peer had one {bundles_lag:.1f} s after the last issuance")
     print(
         f"CPU: benchmark clients {clients_cpu:.1f} s, portal processes {portal_cpu:.1f} s "
         f"(2 cores x {elapsed:.1f} s = {2 * elapsed:.1f} s)"
