@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2, help="Celery pool processes")
     parser.add_argument("--rate", type=float, default=None, help="paced: enrollments per second (default: closed loop)")
+    parser.add_argument("--worker-nice", type=int, default=None, help="the worker's niceness (default: serve's, 10)")
     parser.add_argument(
         "--gateway", action="store_true", help="issue a VPN gateway first, so that every issuance also renders bundles"
     )
@@ -144,7 +145,8 @@ def main() -> None:
             port = free_port()
             serve = subprocess.Popen(
                 [PYTHON, str(ROOT / "manage.py"), "serve", "--host", "127.0.0.1", "--port", str(port),
-                 "--web-workers", str(args.web_workers), "--concurrency", str(args.concurrency)],
+                 "--web-workers", str(args.web_workers), "--concurrency", str(args.concurrency),
+                 *(["--worker-nice", str(args.worker_nice)] if args.worker_nice is not None else [])],
                 env=stack.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             user, admin = Api(port, user_token), Api(port, admin_token)

@@ -264,6 +264,8 @@ RENEWAL_GRACE_HOURS = env_int("RENEWAL_GRACE_HOURS", 72, minimum=0, maximum=90 *
 # EST (RFC 7030): the Retry-After an EST client gets while its request waits for a CA admin.
 # strongSwan's `pki --est` polls at the larger of this and its --interval.
 EST_RETRY_AFTER_SECONDS = env_int("EST_RETRY_AFTER_SECONDS", 60, minimum=1, maximum=24 * 3600)
+# `manage.py serve` runs its Celery worker at this niceness, below gunicorn (0 = the same).
+WORKER_NICE = env_int("CA_PORTAL_WORKER_NICE", 10, minimum=0, maximum=19)
 
 # --- Celery ---------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")

@@ -68,6 +68,9 @@ def test_it_serves_signs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         worker = next(pid for pid in kids if b"celery" in cmdlines[pid])
         assert b"CA_KEY_PASSPHRASE_FILE" not in environs[gunicorn]
         assert b"CA_KEY_PASSPHRASE_FILE" in environs[worker]
+        # People's requests first: the worker runs at niceness 10 (CA_PORTAL_WORKER_NICE), gunicorn at 0.
+        nice = {pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16]) for pid in kids}
+        assert (nice[gunicorn], nice[worker]) == (0, 10)
 
         # The worker that `serve` started signs what is submitted.
         stack.driver("submit", "3")
