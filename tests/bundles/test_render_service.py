@@ -114,6 +114,26 @@ def test_a_newly_issued_peer_makes_the_gateway_stale_and_first_in_line(
     assert '"laptop.example.com"' in (bundle.text_of("isakmpd/isakmpd.policy") or "")
 
 
+def test_old_versions_nobody_downloaded_are_dropped_and_the_audit_keeps_them(
+    client_peer: Peer, gateway: Peer, admin: Any
+) -> None:
+    """Each gateway version holds every issued client; unpruned they grow with the square of the site."""
+    suites = [services.profile_get().suite, "aes256-sha384-ecp384"]
+    render(gateway)
+    render(client_peer)
+    for version in range(2, 10):
+        if version == 3:  # version 2 is what an admin installed on the gateway
+            services.bundle_download(peer_id=gateway.pk, user=admin, address="192.0.2.9", via="page")
+        services.profile_update(actor=admin, suite=suites[(version + 1) % 2])  # alternate: a change each time
+        assert render(gateway).version == version
+
+    kept = sorted(Bundle.objects.filter(peer=gateway).values_list("version", flat=True))
+    assert kept == [2, *range(10 - services.KEEP_VERSIONS, 10)]
+    rendered = AuditEvent.objects.filter(action="bundle.rendered", target=f"peer:{gateway.pk}")
+    assert sorted(e.data["version"] for e in rendered) == list(range(1, 10))
+    assert [b.version for b in Bundle.objects.filter(peer=client_peer)] == [1]  # other peers untouched
+
+
 def test_the_gateway_needs_new_files_until_an_admin_downloads_them(
     client_peer: Peer, gateway: Peer, admin: Any
 ) -> None:
