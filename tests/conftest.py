@@ -54,6 +54,24 @@ def ca(db: Any, signer: None, key_dir: Path) -> Any:
     )
 
 
+@pytest.fixture
+def audit_tamperable(db: Any) -> Iterator[None]:
+    """For tests that play the attacker on the audit log: on PostgreSQL the append-only trigger is
+    disabled (as a table owner could), so that the hash chain is what must catch the change."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE authority_auditevent DISABLE TRIGGER audit_append_only")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE authority_auditevent ENABLE TRIGGER audit_append_only")
+
+
 def _user(django_user_model: Any, name: str, *, groups: tuple[str, ...] = (), superuser: bool = False) -> Any:
     from django.contrib.auth.models import Group
 

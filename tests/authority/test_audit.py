@@ -15,7 +15,7 @@ from ca_portal.authority.models import AuditEvent, AuditHead
 from enrollment.services import EnrollmentError, peer_approve, peer_register
 from tests.conftest import fixture_bytes
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_tamperable")]  # they play the attacker
 
 EVENTS = 20
 CONTENT_FIELDS = ("at", "actor", "action", "target", "data", "prev_hash", "hash")

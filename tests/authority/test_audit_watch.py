@@ -58,6 +58,7 @@ def test_the_scheduled_check_records_ok(owner: Any) -> None:
     assert latest_check_failed() is None
 
 
+@pytest.mark.usefixtures("audit_tamperable")
 def test_a_broken_chain_alerts_the_ca_admins_once(admin: Any, second_admin: Any) -> None:
     User.objects.filter(pk=second_admin.pk).update(email="")
     audit_record("test.event", actor="test", target="x:1")
@@ -77,6 +78,7 @@ def test_a_broken_chain_alerts_the_ca_admins_once(admin: Any, second_admin: Any)
     assert AuditCheck.objects.count() == 3
 
 
+@pytest.mark.usefixtures("audit_tamperable")
 def test_admin_pages_show_a_broken_chain(admin: Any) -> None:
     AuditEvent.objects.filter(seq=1).update(actor="someone else")
     audit_check()

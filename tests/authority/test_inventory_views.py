@@ -447,6 +447,7 @@ def test_log_odd_cursors_are_ignored(world: World, erin: Client, cursor: dict[st
     assert response.status_code == 200
 
 
+@pytest.mark.usefixtures("audit_tamperable")
 def test_verify_shows_ok_then_the_first_bad_sequence_number(world: World, erin: Client) -> None:
     count = AuditEvent.objects.count()
 
