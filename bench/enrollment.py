@@ -30,7 +30,6 @@ import http.client
 import json
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.stack import PYTHON, Stack  # noqa: E402
+from tests.integration.stack import PYTHON, Stack, free_port  # noqa: E402
 
 CSR = (ROOT / "tests" / "fixtures" / "pki" / "client-nocn.csr").read_text()
 USERS_SCRIPT = """
@@ -55,12 +54,6 @@ for admin in (carol, dave):
     admin.groups.add(Group.objects.get(name="ca-admin"))
 print(Token.objects.create(user=alice).key, Token.objects.create(user=carol).key, Token.objects.create(user=dave).key)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Api:

@@ -49,8 +49,6 @@ import os
 import platform
 import random
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -70,7 +68,7 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
-from tests.integration.stack import BIN, FIXTURES, REDIS_BASE, Stack, _pg_admin  # noqa: E402
+from tests.integration.stack import BIN, FIXTURES, Stack, free_port, stop_group, wait_healthy  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 TARGET_P95_MS = 150.0
@@ -103,30 +101,6 @@ def _pct(values: list[float], q: float) -> float:
 
 
 # --- the database ----------------------------------------------------------------------------
-
-
-def _redis_flush_own() -> None:
-    import redis
-
-    redis.Redis.from_url(f"{REDIS_BASE}/{BENCH_REDIS_DB}").flushdb()
-
-
-def setup(stack: Stack) -> None:
-    """stack.setup() with the bench's own Redis database (see BENCH_REDIS_DB)."""
-    stack.env["REDIS_URL"] = f"{REDIS_BASE}/{BENCH_REDIS_DB}"
-    _pg_admin(f'CREATE DATABASE "{stack.dbname}"')
-    _redis_flush_own()
-    stack.manage("migrate", "--noinput", "-v0")
-    stack.manage("import_ca", "--cert", str(FIXTURES / stack.ca_cert), "--key", str(FIXTURES / stack.ca_key))
-
-
-def teardown(stack: Stack) -> None:
-    _redis_flush_own()
-    _pg_admin(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-        (stack.dbname,),
-    )
-    _pg_admin(f'DROP DATABASE IF EXISTS "{stack.dbname}"')
 
 
 # --- the seed --------------------------------------------------------------------------------
@@ -321,12 +295,6 @@ def seed(stack: Stack, n: int, seed_value: int) -> dict[str, Any]:
 # --- HTTP ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Browser:
     """A cookie jar over http.client: one new connection per request, as gunicorn's sync workers close them."""
 
@@ -381,34 +349,12 @@ def start_gunicorn(stack: Stack, port: int, log: Path) -> subprocess.Popen[bytes
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    wait_healthy(f"http://127.0.0.1:{port}", web, log, timeout=60)
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                break
-        except OSError:
-            pass
-        if web.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"gunicorn did not come up:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.2)
     # Both workers up: the master lists them as its children.
     while len(_children(web.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     return web
-
-
-def stop_gunicorn(web: subprocess.Popen[bytes] | None) -> None:
-    if web is None or web.poll() is not None:
-        return
-    os.killpg(web.pid, signal.SIGTERM)
-    try:
-        web.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(web.pid, signal.SIGKILL)
-        web.wait()
 
 
 def _summary(page: bytes) -> str:
@@ -745,14 +691,14 @@ def main() -> int:
     exports: list[dict[str, Any]] = []
     crls: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-inventory-") as tmp:
-        stack = Stack(Path(tmp), "services")
+        stack = Stack(Path(tmp), "services", redis_db=BENCH_REDIS_DB)
         stack.env["LOG_LEVEL"] = "WARNING"
         port = free_port()
         stack.env["SITE_URL"] = f"http://127.0.0.1:{port}"
         web = None
         try:
             print(f"database {stack.dbname}: migrate + import_ca ...", flush=True)
-            setup(stack)
+            stack.setup()
             print(f"seeding {args.n:,} certificates ...", flush=True)
             facts = seed(stack, args.n, args.seed)
             print(
@@ -774,7 +720,7 @@ def main() -> int:
             for i in range(args.exports):
                 print(f"  CSV export {i + 1} ...", flush=True)
                 exports.append(export(browser, web.pid, args.n))
-            stop_gunicorn(web)
+            stop_group(web)
             web = None
             print(f"  CRL of the seeded revocations ({args.crl_passes} passes) ...", flush=True)
             crls.append(crl_run(stack, "seeded revocations (~10 %)", args.crl_passes))
@@ -782,8 +728,8 @@ def main() -> int:
             facts["revoked_all_update"] = revoke_all(stack)
             crls.append(crl_run(stack, "every certificate revoked", args.crl_passes))
         finally:
-            stop_gunicorn(web)
-            teardown(stack)
+            stop_group(web)
+            stack.teardown()
     loads["end"] = _load()
 
     print()

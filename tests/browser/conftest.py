@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.stack import PYTHON, ROOT, Stack
+from tests.integration.stack import PYTHON, ROOT, Stack, free_port, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -90,33 +87,12 @@ class Portal:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:  # noqa: S310 (loopback)
-                if b'"status": "ok"' in response.read():
-                    return
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-4000:]
-            raise AssertionError(f"`manage.py serve` did not come up at {url}:\n{tail}")
-        time.sleep(0.3)
-
-
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     """A fresh deployment served by `manage.py serve` (gunicorn + a signing Celery worker)."""
     workdir = tmp_path_factory.mktemp("portal")
     stack = Stack(workdir, "embedded")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     # The site's own address is where the browser reaches it (CSRF origin, plain-HTTP cookies).
     stack.env["SITE_URL"] = url
@@ -133,7 +109,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_healthy(url, process, log)
+        wait_healthy(url, process, log, timeout=60)
         yield Portal(stack=stack, url=url, log=log, process=process)
     finally:
         if process.poll() is None:

@@ -11,9 +11,11 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,18 @@ FIXTURES = ROOT / "tests" / "fixtures" / "pki"
 
 
 class Stack:
-    def __init__(self, workdir: Path, flavour: str, *, ca_cert: str = "ca-rsa2048.crt", ca_key: str = "ca-rsa2048.key"):
+    def __init__(
+        self,
+        workdir: Path,
+        flavour: str,
+        *,
+        ca_cert: str = "ca-rsa2048.crt",
+        ca_key: str = "ca-rsa2048.key",
+        redis_db: int = REDIS_DB,
+        db_prefix: str = "ca_portal_it",
+    ):
+        """``redis_db``: the Redis database that setup and teardown flush (services flavour). Tests
+        that may run beside others (or beside a benchmark) take one of their own."""
         if flavour not in ("embedded", "services"):
             raise ValueError(flavour)
         self.workdir = workdir
@@ -47,24 +60,25 @@ class Stack:
             PYTHONPATH=str(ROOT),
         )
         self.dbname = ""
+        self.redis_db = redis_db
         if flavour == "services":
-            self.dbname = f"ca_portal_it_{secrets.token_hex(4)}"
+            self.dbname = f"{db_prefix}_{secrets.token_hex(4)}"
             self.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{self.dbname}"
-            self.env["REDIS_URL"] = f"{REDIS_BASE}/{REDIS_DB}"
+            self.env["REDIS_URL"] = f"{REDIS_BASE}/{redis_db}"
             self.env["CELERY_VISIBILITY_TIMEOUT"] = "5"
 
     # --- lifecycle ---------------------------------------------------------------------------
     def setup(self) -> None:
         if self.flavour == "services":
             _pg_admin(f'CREATE DATABASE "{self.dbname}"')
-            _redis_flush()
+            _redis_flush(self.redis_db)
         self.manage("migrate", "--noinput", "-v0")
         self.manage("import_ca", "--cert", str(FIXTURES / self.ca_cert), "--key", str(FIXTURES / self.ca_key))
 
     def teardown(self) -> None:
         self.stop_worker()
         if self.flavour == "services":
-            _redis_flush()
+            _redis_flush(self.redis_db)
             _pg_admin(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                 (self.dbname,),
@@ -154,7 +168,43 @@ def _pg_admin(sql: str, params: tuple[str, ...] = ()) -> None:
         conn.execute(sql, params)  # type: ignore[arg-type]
 
 
-def _redis_flush() -> None:
+def _redis_flush(db: int) -> None:
     import redis
 
-    redis.Redis.from_url(f"{REDIS_BASE}/{REDIS_DB}").flushdb()
+    redis.Redis.from_url(f"{REDIS_BASE}/{db}").flushdb()
+
+
+# --- processes beside the stack: gunicorn, `manage.py serve` ---------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, *, timeout: float = 30) -> None:
+    """Until ``url``/healthz answers ok; fails with the log's tail if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:  # noqa: S310 (loopback)
+                if b'"status": "ok"' in response.read():
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not come up:\n{log.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.2)
+
+
+def stop_group(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a process started with start_new_session=True and its children; SIGKILL after 15 s."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

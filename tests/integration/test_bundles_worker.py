@@ -16,11 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
-import secrets
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -35,7 +31,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.integration.stack import BIN, FIXTURES, REDIS_BASE, ROOT, Stack, _pg_admin
+from tests.integration.stack import BIN, FIXTURES, ROOT, Stack, free_port, stop_group, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -105,52 +101,16 @@ class Site:
         return f"--- worker log tail ---\n{worker}\n--- gunicorn log tail ---\n{web}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _redis_flush_own() -> None:
-    import redis
-
-    redis.Redis.from_url(f"{REDIS_BASE}/{BUNDLES_REDIS_DB}").flushdb()
-
-
-def _setup(stack: Stack) -> None:
-    """stack.setup() without its flush of the shared Redis database (see BUNDLES_REDIS_DB)."""
-    if stack.flavour == "services":
-        _pg_admin(f'CREATE DATABASE "{stack.dbname}"')
-        _redis_flush_own()
-    stack.manage("migrate", "--noinput", "-v0")
-    stack.manage("import_ca", "--cert", str(FIXTURES / stack.ca_cert), "--key", str(FIXTURES / stack.ca_key))
-
-
-def _teardown(stack: Stack) -> None:
-    stack.stop_worker()
-    if stack.flavour == "services":
-        _redis_flush_own()
-        _pg_admin(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (stack.dbname,),
-        )
-        _pg_admin(f'DROP DATABASE IF EXISTS "{stack.dbname}"')
-
-
 @pytest.fixture(params=["embedded", "services"])
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
-    stack = Stack(tmp_path, request.param)
-    if stack.flavour == "services":
-        stack.dbname = f"ca_portal_it_bundles_{secrets.token_hex(4)}"
-        stack.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{stack.dbname}"
-        stack.env["REDIS_URL"] = f"{REDIS_BASE}/{BUNDLES_REDIS_DB}"
-    port = _free_port()
+    stack = Stack(tmp_path, request.param, redis_db=BUNDLES_REDIS_DB, db_prefix="ca_portal_it_bundles")
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     stack.env["SITE_URL"] = url
     web_log = tmp_path / "gunicorn.log"
     web: subprocess.Popen[bytes] | None = None
     try:
-        _setup(stack)
+        stack.setup()
         tokens = json.loads(stack.manage("shell", "-c", USERS_SCRIPT).stdout.strip().splitlines()[-1])
         # No beat (-B): the periodic sweeper must not be what makes the bundles here.
         stack.start_worker(concurrency=2)
@@ -163,31 +123,11 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _wait_healthy(url, web, web_log)
+        wait_healthy(url, web, web_log)
         yield Site(stack=stack, url=url, tokens=tokens, web_log=web_log)
     finally:
-        if web is not None and web.poll() is None:
-            os.killpg(web.pid, signal.SIGTERM)
-            try:
-                web.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(web.pid, signal.SIGKILL)
-                web.wait()
-        _teardown(stack)
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:  # noqa: S310 (loopback)
-                if b'"status": "ok"' in response.read():
-                    return
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"gunicorn did not come up at {url}:\n{log.read_text(errors='replace')[-4000:]}")
-        time.sleep(0.2)
+        stop_group(web)
+        stack.teardown()
 
 
 # --- bundles as the API hands them out -------------------------------------------------------

@@ -19,10 +19,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -38,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.integration.stack import BIN, FIXTURES, REDIS_BASE, ROOT, Stack, _pg_admin
+from tests.integration.stack import BIN, FIXTURES, ROOT, Stack, free_port, stop_group, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -91,12 +88,6 @@ def _run(*command: str, out: Path | None = None, timeout: float = 60) -> bytes:
     if out is not None:
         out.write_bytes(result.stdout)
     return result.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- a throwaway TLS PKI for gunicorn -----------------------------------------------------------------
@@ -207,57 +198,18 @@ def _gunicorn(stack: Stack, bind: str, log: Path, *tls: str) -> subprocess.Popen
         )
 
 
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:  # noqa: S310 (loopback)
-                if b'"status": "ok"' in response.read():
-                    return
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"gunicorn did not come up at {url}:\n{log.read_text(errors='replace')[-4000:]}")
-        time.sleep(0.2)
-
-
-def _redis_flush_own() -> None:
-    import redis
-
-    redis.Redis.from_url(f"{REDIS_BASE}/{EST_REDIS_DB}").flushdb()
-
-
 @pytest.fixture(params=["embedded", "services"])
 def portal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Portal]:
     _pki()  # skip (or fail in CI) before starting anything
-    stack = Stack(tmp_path, request.param)
-    if stack.flavour == "services":
-        stack.dbname = f"ca_portal_it_est_{secrets.token_hex(4)}"
-        stack.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{stack.dbname}"
-        stack.env["REDIS_URL"] = f"{REDIS_BASE}/{EST_REDIS_DB}"
+    stack = Stack(tmp_path, request.param, redis_db=EST_REDIS_DB, db_prefix="ca_portal_it_est")
     # pki --est polls at the larger of --interval and the first Retry-After: keep the test quick.
     stack.env["EST_RETRY_AFTER_SECONDS"] = "1"
     tls_ca, tls_cert, tls_key = _tls_files(tmp_path)
-    https_port, http_port = _free_port(), _free_port()
+    https_port, http_port = free_port(), free_port()
     web_log = tmp_path / "gunicorn.log"
     servers: list[subprocess.Popen[bytes]] = []
     try:
-        if stack.flavour == "services":
-            _pg_admin(f'CREATE DATABASE "{stack.dbname}"')
-            _redis_flush_own()
-        stack.manage("migrate", "--noinput", "-v0")
-        stack.manage("import_ca", "--cert", str(FIXTURES / stack.ca_cert), "--key", str(FIXTURES / stack.ca_key))
+        stack.setup()
         tokens = json.loads(stack.manage("shell", "-c", USERS_SCRIPT).stdout.strip().splitlines()[-1])
         stack.start_worker(concurrency=1)
         servers.append(
@@ -265,7 +217,7 @@ def portal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Portal]:
         )
         servers.append(_gunicorn(stack, f"127.0.0.1:{http_port}", web_log))
         http_url = f"http://127.0.0.1:{http_port}"
-        _wait_healthy(http_url, servers[1], web_log)
+        wait_healthy(http_url, servers[1], web_log)
         yield Portal(
             stack=stack,
             url=f"https://127.0.0.1:{https_port}",
@@ -276,15 +228,8 @@ def portal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Portal]:
         )
     finally:
         for server in servers:
-            _stop(server)
-        stack.stop_worker()
-        if stack.flavour == "services":
-            _redis_flush_own()
-            _pg_admin(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (stack.dbname,),
-            )
-            _pg_admin(f'DROP DATABASE IF EXISTS "{stack.dbname}"')
+            stop_group(server)
+        stack.teardown()
 
 
 # --- strongSwan's side -------------------------------------------------------------------------------

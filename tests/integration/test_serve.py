@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -12,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.stack import PYTHON, ROOT, Stack
+from tests.integration.stack import PYTHON, ROOT, Stack, free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:
@@ -36,7 +29,7 @@ def _get(url: str) -> bytes:
 def test_it_serves_signs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     stack = Stack(tmp_path, "embedded")
     stack.setup()
-    port = _free_port()
+    port = free_port()
     env = dict(stack.env, CA_KEY_PASSPHRASE_FILE=str(stack.var / "ca-key-passphrase"))
     log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen(
