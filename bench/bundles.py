@@ -99,8 +99,8 @@ def pure(n: int) -> dict[str, Any]:
 SEED = """
 import time
 from django.contrib.auth.models import Group, User
-from ca_portal.authority import keystore
-from ca_portal.authority.services import certificates_issue_pending
+from authority import keystore
+from authority.services import certificates_issue_pending
 from enrollment.services import peer_approve, peer_register
 keystore.enable_signing()
 alice = User.objects.create_user("alice", "alice@example.org", "bench-password-1")

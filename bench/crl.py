@@ -1,4 +1,4 @@
-"""CRL generation: ca_portal.pki.crl.build_crl against the raw `cryptography` ceiling.
+"""CRL generation: pki.crl.build_crl against the raw `cryptography` ceiling.
 
     python bench/crl.py [--sizes 1000,10000,100000] [--cas rsa2048,p384] [--passes 3] [--idiomatic-max 100000]
 
@@ -40,8 +40,8 @@ import cryptography  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
-from ca_portal.pki.crl import REASONS, RevokedEntry, build_crl  # noqa: E402
-from ca_portal.pki.keys import PrivateKey, load_private_key, signature_hash  # noqa: E402
+from pki.crl import REASONS, RevokedEntry, build_crl  # noqa: E402
+from pki.keys import PrivateKey, load_private_key, signature_hash  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "pki"
 OUT = ROOT / "bench" / "out"

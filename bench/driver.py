@@ -35,8 +35,8 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.db.models import Max, Min  # noqa: E402
 
-from ca_portal.authority.models import Certificate, CertificateRequest, IssuanceIntent  # noqa: E402
-from ca_portal.authority.services import certificate_request_create  # noqa: E402
+from authority.models import Certificate, CertificateRequest, IssuanceIntent  # noqa: E402
+from authority.services import certificate_request_create  # noqa: E402
 
 CSR = (ROOT / "tests" / "fixtures" / "pki" / "client-nocn.csr").read_text()
 
@@ -170,8 +170,8 @@ def _instrument() -> _TimedAtomic:
     """Time the phases of certificate_issue by wrapping the functions it calls (bench only)."""
     from django.db import transaction
 
-    from ca_portal.authority import audit, keystore, services
-    from ca_portal.pki import issue, profiles
+    from authority import audit, keystore, services
+    from pki import issue, profiles
 
     timed_tx = _TimedAtomic(transaction)
     services.transaction = timed_tx  # type: ignore[assignment]
@@ -197,7 +197,7 @@ def _instrument() -> _TimedAtomic:
 def profile(count: int) -> str:
     from celery import current_app
 
-    from ca_portal.authority import keystore, services
+    from authority import keystore, services
 
     keystore.enable_signing()
     batch = submit(count + 20, "prof", enqueue=False)
@@ -261,7 +261,7 @@ def profile(count: int) -> str:
     print(stream.getvalue(), file=out)
 
     # 4. Celery's own cost to publish one message (what on_commit does per request at submission).
-    from ca_portal.authority.tasks import certificates_issue_pending_task
+    from authority.tasks import certificates_issue_pending_task
 
     started = time.perf_counter()
     for _ in range(200):

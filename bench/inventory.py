@@ -382,8 +382,8 @@ def page_cases(n: int, sample_serial: str) -> list[tuple[str, dict[str, Any], by
 SELECTOR_SCRIPT = """
 import json, statistics, time
 from django.http import QueryDict
-from ca_portal.authority import inventory
-from ca_portal.authority.inventory_views import InventoryFilterForm
+from audit import inventory
+from audit.views import InventoryFilterForm
 results = {}
 for label, query in json.loads(CASES):
     data = QueryDict(query)
@@ -548,11 +548,11 @@ import json, time
 from datetime import timedelta
 from django.utils import timezone
 from bench.crl import ceiling
-from ca_portal.pki.crl import build_crl
-from ca_portal.authority import keystore
-from ca_portal.authority.models import CertificateAuthority
-from ca_portal.authority.revocation import crl_publish, revoked_entries
-from ca_portal.pki.ca import load_certificate
+from pki.crl import build_crl
+from authority import keystore
+from authority.models import CertificateAuthority
+from authority.revocation import crl_publish, revoked_entries
+from pki.ca import load_certificate
 keystore.enable_signing()
 ca = CertificateAuthority.objects.get(is_active=True)
 key = keystore.signing_key(ca)

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from bundles import services
 from bundles.models import BundleDownload
 from bundles.views import zip_response
-from ca_portal.api import ApiView, Refused, error_responses
+from core.api import ApiView, Refused, error_responses
 from enrollment.api import PEER_ID, peer_get
 
 

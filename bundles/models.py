@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from authority.models import Certificate
 from bundles.renderers.spec import DEFAULT_SUITE
-from ca_portal.authority.models import Certificate
 from enrollment.models import Peer
 
 

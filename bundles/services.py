@@ -21,6 +21,12 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from authority.audit import audit_record, audit_record_many
+from authority.models import CertificateAuthority, CertificateRequest, Crl
+from authority.revocation import current_crl
+from authority.services import active_ca
+from authority.wakeups import wake, wake_done
+from bundles import task_names
 from bundles.archive import BundleFile, build_zip
 from bundles.models import Bundle, BundleDownload, DownloadLink, RenderClaim, SiteProfile
 from bundles.renderers import engine
@@ -35,11 +41,9 @@ from bundles.renderers.spec import (
     validate_ifname,
     validate_ipv4,
 )
-from ca_portal.authority.audit import audit_record, audit_record_many
-from ca_portal.authority.models import CertificateAuthority, CertificateRequest, Crl
-from ca_portal.authority.revocation import current_crl
-from ca_portal.authority.roles import is_ca_admin
-from ca_portal.authority.services import active_ca
+from core.errors import ServiceError
+from core.roles import is_ca_admin
+from core.tasks import send_by_name
 from enrollment.models import Peer, PortalKey
 
 log = logging.getLogger(__name__)
@@ -50,13 +54,8 @@ REQUEUE_AFTER = timedelta(seconds=60)
 KEEP_VERSIONS = 5  # versions kept per peer besides downloaded ones (the bundle page compares the newest two)
 
 
-class BundleError(Exception):
+class BundleError(ServiceError):
     """Refused input or action; ``status`` is the HTTP status, ``field`` the input at fault."""
-
-    def __init__(self, message: str, *, status: int = 400, field: str = "__all__") -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field
 
 
 # --- site profile ----------------------------------------------------------------------------
@@ -474,9 +473,7 @@ def stale_peer_ids(*, limit: int = 10_000) -> list[int]:
 
 def bundles_render_stale(*, limit: int = 10_000) -> int:
     """The sweeper: queue a render for every stale peer (the gateway first). Returns how many were queued."""
-    from ca_portal.celery import wake_done
-
-    wake_done("bundles.bundles_render_stale")  # before looking: what is committed from now on wakes us again
+    wake_done(task_names.BUNDLES_RENDER_STALE)  # before looking: what is committed from now on wakes us again
 
     ids = stale_peer_ids(limit=limit)
     gateway = gateway_peer(profile_get())
@@ -506,22 +503,17 @@ def bundles_render_stale(*, limit: int = 10_000) -> int:
 
 
 def _enqueue_batch(peer_ids: list[int]) -> bool:
-    from ca_portal.celery import send_by_name
-
-    return send_by_name("bundles.bundles_render_batch", peer_ids)
+    return send_by_name(task_names.BUNDLES_RENDER_BATCH, peer_ids)
 
 
 def _render_soon(peer_id: int) -> None:
-    from ca_portal.celery import send_by_name
-
-    send_by_name("bundles.bundle_render", peer_id)
+    send_by_name(task_names.BUNDLE_RENDER, peer_id)
 
 
-def bundles_sweep_soon() -> None:
-    """Ask a render worker to run the sweeper now (after a profile change, an issuance or a revocation)."""
-    from ca_portal.celery import wake_by_name
-
-    wake_by_name("bundles.bundles_render_stale")  # debounced: a queued run sees this change too
+def bundles_sweep_soon(**_signal: object) -> None:
+    """Ask a render worker to run the sweeper now (after a profile change, an issuance, a revocation
+    or a new CRL; ``BundlesConfig.ready`` subscribes it to the authority app's signals)."""
+    wake(task_names.BUNDLES_RENDER_STALE)  # debounced: a queued run sees this change too
 
 
 # --- downloads -------------------------------------------------------------------------------

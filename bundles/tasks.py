@@ -5,9 +5,11 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import DatabaseError
 
+from bundles import task_names
+
 
 @shared_task(
-    name="bundles.bundle_render", acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=5
+    name=task_names.BUNDLE_RENDER, acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=5
 )
 def bundle_render_task(peer_id: int) -> None:
     from bundles import services
@@ -15,7 +17,7 @@ def bundle_render_task(peer_id: int) -> None:
     services.bundle_render(peer_id=peer_id)
 
 
-@shared_task(name="bundles.bundles_render_stale")
+@shared_task(name=task_names.BUNDLES_RENDER_STALE)
 def bundles_render_stale_task() -> int:
     from bundles import services
 
@@ -23,7 +25,7 @@ def bundles_render_stale_task() -> int:
 
 
 @shared_task(
-    name="bundles.bundles_render_batch",
+    name=task_names.BUNDLES_RENDER_BATCH,
     acks_late=True,
     autoretry_for=(DatabaseError,),
     retry_backoff=True,

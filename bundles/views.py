@@ -19,7 +19,7 @@ from bundles import selectors, services
 from bundles.archive import content_disposition
 from bundles.forms import SiteProfileForm, services_to_text
 from bundles.models import BundleDownload
-from ca_portal.authority.roles import is_ca_admin
+from core.roles import is_ca_admin
 from enrollment import selectors as peer_selectors
 from enrollment.models import Peer, PortalKey
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from ca_portal.env import env_bool, env_int, env_list, env_path, env_str
+from core.env import env_bool, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("CA_PORTAL_VAR_DIR", BASE_DIR / "var")
@@ -65,9 +65,10 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
-    "ca_portal.authority",
+    "authority",
     "enrollment",
     "bundles",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -77,9 +78,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "ca_portal.authority.middleware.session_absolute_timeout",
+    "authority.middleware.session_absolute_timeout",
     "django_otp.middleware.OTPMiddleware",
-    "ca_portal.authority.middleware.require_admin_otp",
+    "authority.middleware.require_admin_otp",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -98,7 +99,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "ca_portal.authority.context.portal",
+                "ca_portal.context.portal",
             ],
         },
     },
@@ -203,7 +204,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "ca_portal.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -225,7 +226,7 @@ SPECTACULAR_SETTINGS = {
     # Two response fields are both called "status" with different values: name their enums.
     "ENUM_NAME_OVERRIDES": {
         "PeerStatusEnum": "enrollment.serializers.PEER_STATUSES",
-        "CertificateStatusEnum": "ca_portal.authority.api.CERTIFICATE_STATUSES",
+        "CertificateStatusEnum": "authority.api.CERTIFICATE_STATUSES",
     },
 }
 

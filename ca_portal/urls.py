@@ -1,11 +1,20 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
-from ca_portal.authority import otp_views
-from ca_portal.authority import views as authority_views
+from authority import otp_views
+from authority import views as authority_views
+from ca_portal import views as site_views
+
+api_patterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("v1/", include("authority.api")),
+    path("v1/", include("enrollment.api")),
+    path("v1/", include("bundles.api")),
+]
 
 urlpatterns = [
-    path("", authority_views.home, name="home"),
+    path("", site_views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("otp/setup/", otp_views.otp_setup, name="otp-setup"),
@@ -17,7 +26,7 @@ urlpatterns = [
     path("healthz", authority_views.healthz, name="healthz"),
     path("peers/", include("enrollment.urls")),
     path("bundles/", include("bundles.urls")),
-    path("audit/", include("ca_portal.authority.inventory_urls")),
-    path("api/", include("ca_portal.api")),
+    path("audit/", include("audit.urls")),
+    path("api/", include(api_patterns)),
     path(".well-known/est/", include("enrollment.est")),  # RFC 7030
 ]

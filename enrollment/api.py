@@ -17,9 +17,9 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ca_portal.api import ApiListView, ApiView, Refused, body, error_responses, object_id, query
-from ca_portal.authority.models import CertificateRequest
-from ca_portal.authority.roles import is_auditor, is_ca_admin
+from authority.models import CertificateRequest
+from core.api import ApiListView, ApiView, Refused, body, error_responses, object_id, query
+from core.roles import is_auditor, is_ca_admin
 from enrollment.models import Peer
 from enrollment.serializers import (
     PeerApproveSerializer,

@@ -33,12 +33,12 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from ca_portal.authority.roles import is_auditor, is_ca_admin
-from ca_portal.authority.services import active_ca
-from ca_portal.pki.errors import PkiError
-from ca_portal.pki.est import EstCsr, certs_only, read_csr
+from authority.services import active_ca
+from core.roles import is_auditor, is_ca_admin
 from enrollment.models import Peer
 from enrollment.services import EnrollmentError, peer_est_enroll, peer_est_reenroll
+from pki.errors import PkiError
+from pki.est import EstCsr, certs_only, read_csr
 
 REALM = 'Basic realm="ca_portal EST", charset="UTF-8"'
 PKCS7 = "application/pkcs7-mime"

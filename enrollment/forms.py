@@ -6,8 +6,8 @@ from typing import Any
 
 from django import forms
 
-from ca_portal.pki.csr import MAX_CSR_BYTES
 from enrollment.models import Peer
+from pki.csr import MAX_CSR_BYTES
 
 
 class _KeyChoiceForm(forms.Form):

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from ca_portal.authority.models import CertificateRequest
+from authority.models import CertificateRequest
 
 
 class SitePolicy(models.Model):

@@ -10,14 +10,14 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from ca_portal.authority.models import Certificate, CertificateRequest
-from ca_portal.authority.roles import is_auditor, is_ca_admin
-from ca_portal.authority.services import active_ca
-from ca_portal.pki.csr import vet_csr
-from ca_portal.pki.errors import PkiError
-from ca_portal.pki.est import csr_public_key_der
-from ca_portal.pki.keys import describe_key
+from authority.models import Certificate, CertificateRequest
+from authority.services import active_ca
+from core.roles import is_auditor, is_ca_admin
 from enrollment.models import Peer, SitePolicy
+from pki.csr import vet_csr
+from pki.errors import PkiError
+from pki.est import csr_public_key_der
+from pki.keys import describe_key
 
 QUEUE_SORTS = {"newest": "-created_at", "oldest": "created_at", "fqdn": "fqdn", "owner": "owner__username"}
 
@@ -176,3 +176,19 @@ def est_peer_to_renew(*, owner: User, fqdn: str) -> Peer | None:
         .order_by("-pk")
         .first()
     )
+
+
+def peers_recent(owner: User, *, limit: int = 10) -> list[Peer]:
+    """The owner's newest peers, for the home page."""
+    rows = Peer.objects.filter(owner_id=owner.pk).select_related("certificate_request").order_by("-created_at")
+    return list(rows[:limit])
+
+
+def work_counts() -> dict[str, int]:
+    """What waits for CA admins: undecided peers, requests the signer has not finished, certificates issued."""
+    signing = [CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING]
+    return {
+        "pending_count": Peer.objects.filter(decision=Peer.Decision.PENDING).count(),
+        "signing_count": CertificateRequest.objects.filter(status__in=signing).count(),
+        "issued_count": Certificate.objects.count(),
+    }

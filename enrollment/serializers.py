@@ -13,12 +13,12 @@ from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ca_portal.api import StrictCharField, StrictSerializer
-from ca_portal.authority.models import Certificate
-from ca_portal.pki.csr import MAX_CSR_BYTES
-from ca_portal.pki.names import MAX_FQDN_LENGTH
+from authority.models import Certificate
+from core.api import StrictCharField, StrictSerializer
 from enrollment.models import Peer
 from enrollment.services import MAX_NETWORKS, MAX_REASON
+from pki.csr import MAX_CSR_BYTES
+from pki.names import MAX_FQDN_LENGTH
 
 PEER_STATUSES = ["pending", "approved", "issued", "rejected", "revoked", "failed"]
 PEER_PROGRESS = ["making-key", "pending", "approved", "signing", "issued", "rejected", "revoked", "failed"]

@@ -15,17 +15,20 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from ca_portal.authority.audit import audit_record
-from ca_portal.authority.models import Certificate, CertificateRequest
-from ca_portal.authority.roles import CA_ADMIN
-from ca_portal.authority.services import Actor, AuthorityError, actor_name, certificate_request_create
-from ca_portal.pki.csr import vet_csr
-from ca_portal.pki.errors import PkiError
-from ca_portal.pki.est import EstCsr
-from ca_portal.pki.keys import encrypt_private_key, generate_private_key
-from ca_portal.pki.names import validate_fqdn
-from ca_portal.pki.profiles import MAX_LEAF_DAYS
+from authority.audit import audit_record
+from authority.models import Certificate, CertificateRequest
+from authority.services import Actor, AuthorityError, actor_name, certificate_request_create
+from core.errors import ServiceError
+from core.roles import CA_ADMIN
+from core.tasks import send_by_name
+from enrollment import task_names
 from enrollment.models import Peer, PortalKey, RenewalReminder, SitePolicy
+from pki.csr import vet_csr
+from pki.errors import PkiError
+from pki.est import EstCsr
+from pki.keys import encrypt_private_key, generate_private_key
+from pki.names import validate_fqdn
+from pki.profiles import MAX_LEAF_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +36,8 @@ MAX_NETWORKS = 64
 MAX_REASON = 500
 
 
-class EnrollmentError(Exception):
+class EnrollmentError(ServiceError):
     """Refused input or action. ``field`` names the input at fault; ``status`` is the HTTP status."""
-
-    def __init__(self, message: str, *, field: str = "__all__", status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 # --- site policy -----------------------------------------------------------------------------
@@ -246,15 +244,13 @@ def _peer_create(
     )
     if not csr_pem:
         PortalKey.objects.create(peer=peer, handoff_passphrase=passphrase, queued_at=timezone.now())
-        transaction.on_commit(lambda: enqueue("enrollment.peer_key_generate", peer.pk))
+        transaction.on_commit(lambda: enqueue(task_names.PEER_KEY_GENERATE, peer.pk))
     return peer, passphrase
 
 
 def enqueue(task_name: str, object_id: int) -> bool:
     """Queue a task by name with an id. A broker that is down is not the caller's problem: the
     row is committed and the sweeper queues it again (SECURITY.md T17)."""
-    from ca_portal.celery import send_by_name
-
     return send_by_name(task_name, object_id)
 
 
@@ -466,13 +462,13 @@ def _peer_mail(peer: Peer, event: str) -> bool:
     return True
 
 
-def peer_issued_notify(*, request_id: int) -> bool:
-    """Called after the signer issued a request's certificate: tell the peer's owner."""
-    return peers_issued_notify(request_ids=[request_id]) == 1
+def peers_issued_announce(*, request_ids: list[int], **_signal: object) -> None:
+    """Receiver of ``authority.signals.certificates_issued`` (in the signer): queue the owners' mail."""
+    send_by_name(task_names.PEERS_ISSUED_NOTIFY, request_ids)
 
 
 def peers_issued_notify(*, request_ids: list[int]) -> int:
-    """Called once per signer batch: mail each issued peer's owner; wake the bundles sweeper once.
+    """Called once per signer batch: mail each issued peer's owner.
 
     Returns how many owners were mailed. A mail that fails (SMTP down) is queued again on its own,
     so the others are not sent twice by a retry of the whole batch.
@@ -480,7 +476,6 @@ def peers_issued_notify(*, request_ids: list[int]) -> int:
     peers = list(Peer.objects.select_related("owner").filter(certificate_request_id__in=request_ids).order_by("pk"))
     if not peers:  # requests made by sign_csr's path for no portal peer, or by tests
         return 0
-    _bundles_sweep_soon()  # the new peers' bundles, and the gateway's (its remote_id list grew)
     mailed = 0
     for peer in peers:
         try:
@@ -491,15 +486,6 @@ def peers_issued_notify(*, request_ids: list[int]) -> int:
     return mailed
 
 
-def _bundles_sweep_soon() -> None:
-    """Wake the bundles sweeper by task name (the bundles app builds on this one, not the reverse).
-
-    Debounced: a burst of issuances queues one run, which sees all of them."""
-    from ca_portal.celery import wake_by_name
-
-    wake_by_name("bundles.bundles_render_stale")
-
-
 def portal_keys_requeue_stale(*, older_than: timedelta) -> int:
     """Queue key generation again for portal keys still not made (lost message, broker was down)."""
     cutoff = timezone.now() - older_than
@@ -507,7 +493,7 @@ def portal_keys_requeue_stale(*, older_than: timedelta) -> int:
     queued = 0
     for pk, peer_id, queued_at in list(stale.values_list("pk", "peer_id", "queued_at")[:1000]):
         if PortalKey.objects.filter(pk=pk, queued_at=queued_at).update(queued_at=timezone.now()) == 1:
-            queued += enqueue("enrollment.peer_key_generate", peer_id)
+            queued += enqueue(task_names.PEER_KEY_GENERATE, peer_id)
     return queued
 
 
@@ -519,8 +505,8 @@ OWNER_REASONS = ("keyCompromise", "cessationOfOperation", "affiliationChanged", 
 
 def peer_revoke(*, peer_id: int, user: User, reason: str, comment: str = "") -> Peer:
     """Revoke the peer's certificate: a CA admin any peer, an owner their own. The FQDN becomes free."""
-    from ca_portal.authority.revocation import RevocationError, certificate_revoke
-    from ca_portal.authority.roles import is_auditor, is_ca_admin
+    from authority.revocation import RevocationError, certificate_revoke
+    from core.roles import is_auditor, is_ca_admin
 
     admin = is_ca_admin(user)
     if is_auditor(user) and not admin:
@@ -601,7 +587,7 @@ def peer_renew(
     (``renewal_auto_approve``). The old certificate stays valid until ``renewals_supersede`` revokes it.
     ``actor`` names who asked in the audit log (default: ``user``; EST passes ``est:<user>``).
     """
-    from ca_portal.authority.roles import is_auditor, is_ca_admin
+    from core.roles import is_auditor, is_ca_admin
 
     if is_auditor(user) and not is_ca_admin(user):
         raise EnrollmentError("auditors review; they do not renew", status=403)
@@ -721,7 +707,7 @@ def renewals_supersede(*, now: datetime | None = None, grace: timedelta | None =
 
 
 def _supersede_one(*, renewal_id: int, old_id: int, cutoff: datetime, now: datetime) -> int:
-    from ca_portal.authority.revocation import RevocationError, certificate_revoke
+    from authority.revocation import RevocationError, certificate_revoke
 
     with transaction.atomic():
         old = (

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from ca_portal.authority.roles import is_auditor, is_ca_admin
+from core.roles import is_auditor, is_ca_admin
 from enrollment import selectors, services
 from enrollment.forms import PeerRegisterForm, PolicyForm, RejectForm, RenewForm, RevokeForm
 from enrollment.models import Peer
@@ -294,7 +294,7 @@ def policy_edit(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def revoke(request: HttpRequest, peer_id: int) -> HttpResponse:
     """The confirmation page (GET) and the revocation (POST) for the owner or a CA admin."""
-    from ca_portal.authority.models import RevocationReason
+    from authority.models import RevocationReason
 
     user = _user(request)
     admin = is_ca_admin(user)

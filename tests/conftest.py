@@ -20,13 +20,40 @@ def fixture_bytes(name: str) -> bytes:
 @pytest.fixture
 def signer() -> Iterator[None]:
     """Turn this test process into a signer (as the signer worker's start-up does), then back."""
-    from ca_portal.authority import keystore
+    from authority import keystore
 
     keystore.enable_signing()
     keystore.forget_keys()
     yield
     keystore._signing_enabled = False
     keystore.forget_keys()
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    """Record what is sent to the broker (task name, args, options) instead of sending it."""
+    from ca_portal.celery import app
+
+    sent: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def send_task(name: str, args: tuple[Any, ...] = (), **options: Any) -> None:
+        sent.append((name, tuple(args), options))
+
+    monkeypatch.setattr(app, "send_task", send_task)
+    return sent
+
+
+@pytest.fixture
+def broker_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every send to the broker fails as kombu does when Redis refuses the connection."""
+    from kombu.exceptions import OperationalError
+
+    from ca_portal.celery import app
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(app, "send_task", down)
 
 
 @pytest.fixture
@@ -43,7 +70,7 @@ def key_dir(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def ca(db: Any, signer: None, key_dir: Path) -> Any:
     """The active CA, imported from the pre-generated RSA-2048 fixture (fast, deterministic)."""
-    from ca_portal.authority.services import ca_import
+    from authority.services import ca_import
 
     return ca_import(
         cert_pem=fixture_bytes("ca-rsa2048.crt"),
@@ -113,7 +140,7 @@ def login(client: Any, user: Any) -> None:
     from django_otp import DEVICE_ID_SESSION_KEY
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    from ca_portal.authority.roles import is_ca_admin
+    from core.roles import is_ca_admin
 
     client.force_login(user)
     if is_ca_admin(user):

@@ -29,10 +29,10 @@ from cryptography.x509.oid import NameOID
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from authority.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
+from authority.services import certificate_issue
 from bundles.models import BundleDownload, DownloadLink
 from bundles.services import bundle_render
-from ca_portal.authority.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
-from ca_portal.authority.services import certificate_issue
 from enrollment.models import Peer
 from enrollment.services import peer_approve, peer_register
 from tests.bundles.conftest import issue

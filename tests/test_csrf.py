@@ -21,7 +21,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from ca_portal.authority.models import AuditEvent, CertificateAuthority, CertificateRequest
+from authority.models import AuditEvent, CertificateAuthority, CertificateRequest
 from enrollment.models import Peer, SitePolicy
 from enrollment.services import peer_register
 from tests.conftest import fixture_bytes, login

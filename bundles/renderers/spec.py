@@ -6,7 +6,7 @@ input; the templates still quote where a format has quoting, and the readers in
 ``bundles/renderers/readers`` prove in tests that no value can change a file's structure.
 
 Allow-lists (ipsec-formats.md §8):
-- FQDN: ``ca_portal.pki.names.validate_fqdn`` (lower-case LDH, ≤ 127 bytes).
+- FQDN: ``pki.names.validate_fqdn`` (lower-case LDH, ≤ 127 bytes).
 - addresses and networks: ``ipaddress``; IPv4 only for now (isakmpd IPV4_ADDR_SUBNET, ipf),
   networks strict (host bits zero), no zone ids, no loopback/multicast/unspecified addresses
   for a gateway.
@@ -21,8 +21,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from ca_portal.pki.errors import PkiError
-from ca_portal.pki.names import validate_fqdn
+from pki.errors import PkiError
+from pki.names import validate_fqdn
 
 
 class SpecRejected(ValueError):

@@ -12,7 +12,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from ca_portal.authority.models import CertificateAuthority
+from authority.models import CertificateAuthority
 from enrollment.models import Peer
 from tests.api.conftest import ANY_FQDN_CSR, register, token_client
 from tests.conftest import login

@@ -12,7 +12,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
-from ca_portal.authority.models import CertificateAuthority
+from authority.models import CertificateAuthority
 from enrollment.models import Peer
 from tests.api.conftest import ANY_FQDN_CSR, PERSONAS
 

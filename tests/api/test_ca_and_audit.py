@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ca_portal.authority.models import AuditEvent, CertificateAuthority
+from authority.models import AuditEvent, CertificateAuthority
 from tests.api.conftest import register, token_client
 
 pytestmark = pytest.mark.django_db

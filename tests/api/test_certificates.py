@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from ca_portal.authority.models import Certificate, CertificateAuthority
-from ca_portal.authority.services import certificate_issue
+from authority.models import Certificate, CertificateAuthority
+from authority.services import certificate_issue
 from enrollment.services import peer_approve
 from tests.api.conftest import ANY_FQDN_CSR, register, token_client
 

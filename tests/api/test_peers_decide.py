@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ca_portal.authority.models import AuditEvent, CertificateAuthority, CertificateRequest
+from authority.models import AuditEvent, CertificateAuthority, CertificateRequest
 from enrollment.models import Peer
 from tests.api.conftest import ANY_FQDN_CSR, register, token_client
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ca_portal.authority.models import CertificateAuthority
-from ca_portal.authority.services import certificate_issue
+from authority.models import CertificateAuthority
+from authority.services import certificate_issue
 from enrollment.models import Peer
 from enrollment.services import peer_approve, peer_reject
 from tests.api.conftest import ANY_FQDN_CSR, register, token_client

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from ca_portal.authority.models import AuditEvent
+from authority.models import AuditEvent
 from enrollment.models import Peer, PortalKey
 from tests.api.conftest import ANY_FQDN_CSR, CLIENT_CSR, CLIENT_FQDN, token_client
 from tests.conftest import fixture_bytes

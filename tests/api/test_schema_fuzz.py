@@ -29,8 +29,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ca_portal.authority.models import CertificateAuthority
-from ca_portal.authority.services import certificate_issue
+from authority.models import CertificateAuthority
+from authority.services import certificate_issue
 from ca_portal.wsgi import application
 from enrollment.services import peer_approve
 from tests.api.conftest import ANY_FQDN_CSR, register

@@ -11,7 +11,7 @@ import pytest
 def _no_signing_leaks() -> Iterator[None]:
     """The CA-host commands (init_ca, import_ca, sign_csr) call ``keystore.enable_signing()`` for the
     life of the process; put the flag and the key cache back so no later test runs as a signer."""
-    from ca_portal.authority import keystore
+    from authority import keystore
 
     yield
     keystore._signing_enabled = False

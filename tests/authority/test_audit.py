@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
 
-from ca_portal.authority.audit import GENESIS, audit_record, audit_verify, event_hash
-from ca_portal.authority.models import AuditEvent, AuditHead
+from authority.audit import GENESIS, audit_record, audit_verify, event_hash
+from authority.models import AuditEvent, AuditHead
 from enrollment.services import EnrollmentError, peer_approve, peer_register
 from tests.conftest import fixture_bytes
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from ca_portal.authority.audit import audit_record, audit_verify
-from ca_portal.authority.models import AuditEvent
+from authority.audit import audit_record, audit_verify
+from authority.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

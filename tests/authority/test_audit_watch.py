@@ -9,9 +9,9 @@ from django.contrib.auth.models import Group, User
 from django.core import mail
 from django.test import Client
 
-from ca_portal.authority.audit import audit_record
-from ca_portal.authority.audit_watch import audit_check, latest_check_failed
-from ca_portal.authority.models import AuditCheck, AuditEvent
+from authority.audit import audit_record
+from authority.audit_watch import audit_check, latest_check_failed
+from authority.models import AuditCheck, AuditEvent
 from tests.conftest import login
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from ca_portal.authority.models import AuditEvent
+from authority.models import AuditEvent
 from tests.conftest import login
 
 pytestmark = pytest.mark.django_db
@@ -105,7 +105,7 @@ def test_an_idle_session_is_sent_to_sign_in(client: Client, owner: Any) -> None:
 
 def test_an_active_session_ends_after_the_absolute_timeout(client: Client, owner: Any) -> None:
     """However busy the user is, a session ends SESSION_ABSOLUTE_SECONDS after sign-in (ASVS 7.3.2)."""
-    from ca_portal.authority.middleware import LOGIN_AT_KEY
+    from authority.middleware import LOGIN_AT_KEY
 
     _sign_in(client, "alice")
     assert client.get("/peers/").status_code == 200

@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from ca_portal.authority import keystore
-from ca_portal.authority.models import AuditEvent, CertificateAuthority
-from ca_portal.authority.services import AuthorityError, ca_create
-from ca_portal.pki.keys import load_private_key, public_key_der
-from ca_portal.pki.profiles import CaSubject
+from authority import keystore
+from authority.models import AuditEvent, CertificateAuthority
+from authority.services import AuthorityError, ca_create
+from pki.keys import load_private_key, public_key_der
+from pki.profiles import CaSubject
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from ca_portal.authority import keystore
-from ca_portal.authority.models import AuditEvent, CertificateAuthority
-from ca_portal.pki.keys import load_private_key, public_key_der
+from authority import keystore
+from authority.models import AuditEvent, CertificateAuthority
+from pki.keys import load_private_key, public_key_der
 from tests.conftest import FIXTURES, fixture_bytes, login
 
 pytestmark = pytest.mark.django_db

@@ -19,14 +19,14 @@ from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.utils import timezone
 
-from ca_portal.authority import keystore, services
-from ca_portal.authority.audit import audit_verify
-from ca_portal.authority.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest, IssuanceIntent
-from ca_portal.authority.services import AuthorityError, certificate_issue, certificate_request_create
-from ca_portal.pki.ca import certificate_pem
-from ca_portal.pki.errors import CsrRejected, IssuanceRefused, NameRejected
-from ca_portal.pki.keys import encrypt_private_key, public_key_der
-from ca_portal.pki.profiles import SERIAL_BITS
+from authority import keystore, services
+from authority.audit import audit_verify
+from authority.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest, IssuanceIntent
+from authority.services import AuthorityError, certificate_issue, certificate_request_create
+from pki.ca import certificate_pem
+from pki.errors import CsrRejected, IssuanceRefused, NameRejected
+from pki.keys import encrypt_private_key, public_key_der
+from pki.profiles import SERIAL_BITS
 from tests.conftest import fixture_bytes
 
 pytestmark = pytest.mark.django_db
@@ -472,7 +472,7 @@ from pathlib import Path
 
 import ca_portal.wsgi  # what gunicorn imports
 from django.conf import settings
-from ca_portal.authority import keystore
+from authority import keystore
 
 assert ca_portal.wsgi.application is not None
 assert keystore.signing_enabled() is False, "the web process is a signer"

@@ -7,17 +7,18 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from ca_portal.authority import keystore, services, tasks
-from ca_portal.authority.audit import audit_verify
-from ca_portal.authority.models import (
+from authority import keystore, services, task_names
+from ca_portal import celery as portal_celery
+from authority.audit import audit_verify
+from authority.models import (
     AuditEvent,
     Certificate,
     CertificateAuthority,
     CertificateRequest,
     IssuanceIntent,
-    SignerWakeup,
+    TaskWakeup,
 )
-from ca_portal.authority.services import certificate_request_create, certificates_issue_pending, signer_wakeup
+from authority.services import certificate_request_create, certificates_issue_pending, signer_wakeup
 from tests.conftest import fixture_bytes
 
 pytestmark = pytest.mark.django_db
@@ -131,16 +132,16 @@ def test_a_web_process_records_nothing(ca: CertificateAuthority) -> None:
 
 
 def test_a_burst_of_requests_wakes_the_signer_once(ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(tasks.certificates_issue_pending_task, "apply_async", lambda **kw: sent.append(kw))
+    sent: list[str] = []
+    monkeypatch.setattr(portal_celery.app, "send_task", lambda name, **kw: sent.append(name))
 
     for _ in range(5):
         assert signer_wakeup()
-    assert sent == [{"retry": False}]
-    assert SignerWakeup.objects.get().pending
+    assert sent == [task_names.CERTIFICATES_ISSUE_PENDING]
+    assert TaskWakeup.objects.get(name=task_names.CERTIFICATES_ISSUE_PENDING).pending
 
     certificates_issue_pending()  # the drain clears the flag before it looks for work
-    assert not SignerWakeup.objects.get().pending
+    assert not TaskWakeup.objects.get(name=task_names.CERTIFICATES_ISSUE_PENDING).pending
     signer_wakeup()
     assert len(sent) == 2
 
@@ -150,12 +151,12 @@ def test_the_sweeper_wakes_the_signer_even_when_a_wakeup_seems_pending(
 ) -> None:
     """A wakeup whose message was lost (a killed worker, a broker that was down) must not block
     issuance forever: the sweeper sends one regardless of the flag."""
-    sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(tasks.certificates_issue_pending_task, "apply_async", lambda **kw: sent.append(kw))
+    sent: list[str] = []
+    monkeypatch.setattr(portal_celery.app, "send_task", lambda name, **kw: sent.append(name))
     _requests(2)
-    SignerWakeup.objects.update_or_create(pk=1, defaults={"pending": True})
+    TaskWakeup.objects.update_or_create(name=task_names.CERTIFICATES_ISSUE_PENDING, defaults={"pending": True})
 
     from datetime import timedelta
 
     assert services.requests_requeue_stale(older_than=timedelta(0)) == 2
-    assert sent == [{"retry": False}]
+    assert sent == [task_names.CERTIFICATES_ISSUE_PENDING]

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from audit import inventory
+from audit.inventory import AuditFilters, InventoryFilters
+from authority.audit import audit_record
+from authority.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest, Crl
 from bundles.services import bundle_download, bundle_render
-from ca_portal.authority import inventory
-from ca_portal.authority.audit import audit_record
-from ca_portal.authority.inventory import AuditFilters, InventoryFilters
-from ca_portal.authority.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest, Crl
 from enrollment.models import Peer
 from tests.bundles.conftest import issue
 
@@ -593,7 +593,7 @@ def test_audit_pages_cover_every_match_once_in_order(
 def test_a_certificate_without_a_peer_belongs_to_whoever_requested_it(
     ca: CertificateAuthority, owner: Any, admin: Any, second_admin: Any
 ) -> None:
-    from ca_portal.authority.services import certificate_issue, certificate_request_create
+    from authority.services import certificate_issue, certificate_request_create
     from tests.bundles.conftest import ANY_CSR
 
     request = certificate_request_create(

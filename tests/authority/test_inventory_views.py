@@ -16,10 +16,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from authority.audit import audit_record
+from authority.models import AuditEvent, Certificate, CertificateAuthority, Crl
 from bundles.models import BundleDownload
 from bundles.services import bundle_download, bundle_render
-from ca_portal.authority.audit import audit_record
-from ca_portal.authority.models import AuditEvent, Certificate, CertificateAuthority, Crl
 from tests.authority.test_inventory import ALPHA, BETA, DELTA, GAMMA, World, build_world, bulk_certificates
 from tests.bundles.conftest import issue
 from tests.conftest import login

@@ -11,16 +11,16 @@ from cryptography import x509
 from django.test import Client
 from django.utils import timezone
 
-from ca_portal.authority import keystore
-from ca_portal.authority.models import AuditEvent, Certificate, CertificateAuthority, Crl
-from ca_portal.authority.revocation import (
+from authority import keystore
+from authority.models import AuditEvent, Certificate, CertificateAuthority, Crl
+from authority.revocation import (
     RevocationError,
     certificate_revoke,
     crl_health,
     crl_publish,
     crl_renew_if_due,
 )
-from ca_portal.authority.services import certificate_issue, certificate_request_create
+from authority.services import certificate_issue, certificate_request_create
 from tests.conftest import fixture_bytes
 from tests.unit.test_crl import pkilint_crl_findings
 

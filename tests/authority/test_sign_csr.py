@@ -17,10 +17,10 @@ from cryptography import x509
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from ca_portal.authority.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
-from ca_portal.authority.services import ca_create
-from ca_portal.pki.profiles import CaSubject
+from authority.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest
+from authority.services import ca_create
 from enrollment.models import Peer
+from pki.profiles import CaSubject
 from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""ca_portal.celery.wake_by_name: a burst of causes queues one run of a sweeper task, never zero."""
+"""authority.wakeups.wake: a burst of causes queues one run of a sweeper task, never zero."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from authority.models import TaskWakeup
+from authority import wakeups
+from authority.wakeups import wake, wake_done
 from ca_portal import celery as portal_celery
-from ca_portal.authority.models import TaskWakeup
-from ca_portal.celery import wake_by_name, wake_done
 
 pytestmark = pytest.mark.django_db
 
@@ -31,35 +32,35 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
 
 def test_a_burst_of_wakeups_sends_one_message(sent: list[tuple[str, tuple[Any, ...]]]) -> None:
     for _ in range(5):
-        assert wake_by_name(NAME) is True
+        assert wake(NAME) is True
 
     assert sent == [(NAME, ())]
     assert TaskWakeup.objects.get(name=NAME).pending
 
 
 def test_the_task_clears_the_flag_so_the_next_change_wakes_it_again(sent: list[tuple[str, tuple[Any, ...]]]) -> None:
-    wake_by_name(NAME)
+    wake(NAME)
     wake_done(NAME)
 
     assert not TaskWakeup.objects.get(name=NAME).pending
-    wake_by_name(NAME)
-    wake_by_name(NAME)
+    wake(NAME)
+    wake(NAME)
     assert sent == [(NAME, ()), (NAME, ())]
 
 
 def test_names_are_debounced_separately(sent: list[tuple[str, tuple[Any, ...]]]) -> None:
-    wake_by_name(NAME)
-    wake_by_name("authority.something_else")
-    wake_by_name(NAME)
+    wake(NAME)
+    wake("authority.something_else")
+    wake(NAME)
 
     assert sent == [(NAME, ()), ("authority.something_else", ())]
 
 
 def test_a_flag_whose_message_was_lost_is_taken_again_after_a_minute(sent: list[tuple[str, tuple[Any, ...]]]) -> None:
-    old = timezone.now() - timedelta(seconds=portal_celery.WAKE_STALE_AFTER_SECONDS + 1)
+    old = timezone.now() - timedelta(seconds=wakeups.WAKE_STALE_AFTER_SECONDS + 1)
     TaskWakeup.objects.create(name=NAME, pending=True, requested_at=old)
 
-    assert wake_by_name(NAME) is True
+    assert wake(NAME) is True
 
     assert sent == [(NAME, ())]
     assert TaskWakeup.objects.get(name=NAME).requested_at > old
@@ -71,10 +72,10 @@ def test_a_broker_that_is_down_leaves_the_flag_clear_for_the_next_caller(monkeyp
 
     monkeypatch.setattr(portal_celery.app, "send_task", down)
 
-    assert wake_by_name(NAME) is False
+    assert wake(NAME) is False
     assert not TaskWakeup.objects.get(name=NAME).pending
 
     sent: list[str] = []
     monkeypatch.setattr(portal_celery.app, "send_task", lambda name, **kw: sent.append(name))
-    assert wake_by_name(NAME) is True
+    assert wake(NAME) is True
     assert sent == [NAME]

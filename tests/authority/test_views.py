@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from ca_portal.authority.models import CertificateAuthority
+from authority.models import CertificateAuthority
 from enrollment.services import peer_register
 from tests.conftest import fixture_bytes, login
 

@@ -61,7 +61,7 @@ class Issued:
 
 def revoked_at(portal: Portal, serial: str) -> str:
     """The certificate's revoked_at as the database has it ("None" while it is not revoked)."""
-    code = "from ca_portal.authority.models import Certificate as C; print(C.objects.get(serial={!r}).revoked_at)"
+    code = "from authority.models import Certificate as C; print(C.objects.get(serial={!r}).revoked_at)"
     return portal.shell(code.format(serial)).splitlines()[-1]
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from authority.services import certificate_issue
 from bundles import services
 from bundles.models import Bundle
-from ca_portal.authority.services import certificate_issue
 from enrollment.models import Peer
 from enrollment.services import peer_approve, peer_key_generate, peer_register_full
 from tests.conftest import fixture_bytes

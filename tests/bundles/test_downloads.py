@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from django.db import connection
 from django.utils import timezone
 
+from authority.models import AuditEvent
 from bundles import services
 from bundles.models import BundleDownload, DownloadLink
-from ca_portal.authority.models import AuditEvent
 from enrollment.models import Peer, PortalKey
 from tests.bundles.conftest import issue, render
 

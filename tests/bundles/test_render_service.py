@@ -9,12 +9,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from authority.models import AuditEvent, CertificateAuthority
 from bundles import services
 from bundles.archive import BundleFile, build_zip
 from bundles.models import Bundle, RenderClaim, SiteProfile
 from bundles.renderers.bundle import finish
 from bundles.renderers.readers.isakmpd_conf import parse_conf, structure_problems
-from ca_portal.authority.models import AuditEvent, CertificateAuthority
 from enrollment.models import Peer
 from tests.bundles.conftest import issue, render
 
@@ -167,7 +167,7 @@ def test_the_sweeper_queues_each_stale_peer_once_while_it_waits(
 def test_the_sweeper_clears_its_wakeup_before_it_looks(client_peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A change committed while a sweep is queued needs no message of its own; one committed
     after the sweep started looking does (the flag is clear again)."""
-    from ca_portal.authority.models import TaskWakeup
+    from authority.models import TaskWakeup
 
     sent: list[str] = []
     monkeypatch.setattr("ca_portal.celery.app.send_task", lambda name, **kw: sent.append(name))

@@ -19,8 +19,8 @@ from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.test import Client
 
-from ca_portal.authority.models import AuditEvent, CertificateAuthority, CertificateRequest
-from ca_portal.authority.services import certificates_issue_pending
+from authority.models import AuditEvent, CertificateAuthority, CertificateRequest
+from authority.services import certificates_issue_pending
 from enrollment.models import Peer
 from enrollment.services import peer_approve, peer_reject, peer_revoke, policy_update
 from tests.bundles.conftest import issue

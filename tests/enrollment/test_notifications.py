@@ -8,13 +8,12 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from ca_portal.authority import services as authority_services
-from ca_portal.authority.models import CertificateAuthority, CertificateRequest
-from ca_portal.authority.services import certificate_issue
+from authority import services as authority_services
+from authority.models import CertificateAuthority, CertificateRequest
+from authority.services import certificate_issue
 from enrollment.models import Peer
 from enrollment.services import (
     peer_approve,
-    peer_issued_notify,
     peer_notify,
     peer_register,
     peer_reject,
@@ -91,7 +90,7 @@ def test_it_mails_the_issued_notice_by_request_id(ca: CertificateAuthority, owne
     peer = peer_approve(peer_id=_peer(owner).pk, approver=admin, actor=admin, enqueue=False)
     assert peer.certificate_request is not None
 
-    assert peer_issued_notify(request_id=peer.certificate_request.pk) is True
+    assert peers_issued_notify(request_ids=[peer.certificate_request.pk]) == 1
 
     assert [m.subject for m in mail.outbox] == [f"{FQDN}: your certificate is ready"]
 
@@ -102,8 +101,8 @@ def test_an_issued_notice_for_a_request_without_a_peer_sends_nothing(ca: Certifi
         actor="test", enqueue=False,
     )  # fmt: skip
 
-    assert peer_issued_notify(request_id=request.pk) is False
-    assert peer_issued_notify(request_id=999999) is False
+    assert peers_issued_notify(request_ids=[request.pk]) == 0
+    assert peers_issued_notify(request_ids=[999999]) == 0
     assert mail.outbox == []
 
 
@@ -265,7 +264,6 @@ def test_a_mail_that_fails_is_queued_again_alone(
 
     monkeypatch.setattr(enrollment_services, "send_mail", flaky_mail)
     monkeypatch.setattr(peer_notify_task, "apply_async", lambda args, **kw: retried.append(tuple(args)))
-    monkeypatch.setattr(enrollment_services, "_bundles_sweep_soon", lambda: None)
     mail.outbox.clear()
 
     assert peers_issued_notify(request_ids=[r for r in request_ids if r is not None]) == 2

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from ca_portal.authority import tasks
-from ca_portal.authority.models import AuditEvent, CertificateAuthority, CertificateRequest
+from authority import task_names
+from authority.models import AuditEvent, CertificateAuthority, CertificateRequest
 from enrollment.models import Peer
 from enrollment.services import EnrollmentError, peer_approve, peer_register
 from tests.conftest import fixture_bytes
@@ -86,11 +86,10 @@ def test_it_wakes_the_signer_only_after_commit_with_no_payload(
     ca: CertificateAuthority,
     owner: Any,
     admin: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    sent_tasks: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    sent: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(tasks.certificates_issue_pending_task, "apply_async", lambda *a, **kw: sent.append((a, kw)))
+    sent = sent_tasks
     peer = _register(owner)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -100,20 +99,17 @@ def test_it_wakes_the_signer_only_after_commit_with_no_payload(
         callback()
 
     assert approved.certificate_request is not None
-    assert sent == [((), {"retry": False})]  # the message carries nothing: no id, no key, no PEM
+    # the message carries nothing: no id, no key, no PEM
+    assert sent == [(task_names.CERTIFICATES_ISSUE_PENDING, (), {"retry": False})]
 
 
 def test_it_approves_even_when_the_broker_is_down(
     ca: CertificateAuthority,
     owner: Any,
     admin: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    broker_down: None,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    def down(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionRefusedError("broker down")
-
-    monkeypatch.setattr(tasks.certificates_issue_pending_task, "apply_async", down)
     peer = _register(owner)
 
     with django_capture_on_commit_callbacks(execute=True):

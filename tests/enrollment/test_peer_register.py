@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ca_portal.authority.models import AuditEvent, CertificateRequest
+from authority.models import AuditEvent, CertificateRequest
 from enrollment.models import Peer
 from enrollment.services import MAX_NETWORKS, EnrollmentError, peer_register
 from tests.conftest import fixture_bytes

@@ -8,9 +8,9 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
+from authority.models import AuditEvent, Certificate
+from authority.revocation import crl_publish
 from bundles import services as bundle_services
-from ca_portal.authority.models import AuditEvent, Certificate
-from ca_portal.authority.revocation import crl_publish
 from enrollment.models import Peer
 from enrollment.services import EnrollmentError, peer_register, peer_revoke
 from tests.api.conftest import token_client

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from ca_portal.authority.models import AuditEvent
+from authority.models import AuditEvent
 from enrollment.models import SitePolicy
 from enrollment.services import EnrollmentError, policy_get, policy_update, self_approval_allowed
 from tests.conftest import login

@@ -12,11 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from django.utils import timezone
 
-from ca_portal.authority.models import AuditEvent, CertificateAuthority, CertificateRequest
-from ca_portal.authority.services import certificate_issue
-from ca_portal.pki.csr import vet_csr
-from ca_portal.pki.errors import KeyRejected
-from ca_portal.pki.keys import load_private_key
+from authority.models import AuditEvent, CertificateAuthority, CertificateRequest
+from authority.services import certificate_issue
 from enrollment import services
 from enrollment.models import Peer, PortalKey
 from enrollment.services import (
@@ -28,6 +25,9 @@ from enrollment.services import (
     peer_reject,
     portal_keys_requeue_stale,
 )
+from pki.csr import vet_csr
+from pki.errors import KeyRejected
+from pki.keys import load_private_key
 
 pytestmark = pytest.mark.django_db
 

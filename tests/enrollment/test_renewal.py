@@ -10,10 +10,10 @@ from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+from authority.models import AuditEvent, Certificate, CertificateRequest
+from authority.services import certificate_issue
 from bundles.models import BundleDownload
 from bundles.services import bundle_download
-from ca_portal.authority.models import AuditEvent, Certificate, CertificateRequest
-from ca_portal.authority.services import certificate_issue
 from ca_portal.settings import renewal_reminder_days
 from enrollment import selectors
 from enrollment.models import Peer, PortalKey, RenewalReminder

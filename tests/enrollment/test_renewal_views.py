@@ -10,8 +10,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from ca_portal.authority.models import Certificate
-from ca_portal.authority.services import certificate_issue
+from authority.models import Certificate
+from authority.services import certificate_issue
 from enrollment.models import Peer, PortalKey
 from enrollment.services import peer_approve, peer_renew, policy_get, renewals_supersede
 from tests.bundles.conftest import ANY_CSR, issue

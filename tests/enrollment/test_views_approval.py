@@ -12,9 +12,9 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
 
-from ca_portal.authority import services as authority_services
-from ca_portal.authority.models import AuditEvent, CertificateAuthority, CertificateRequest
-from ca_portal.authority.services import certificate_issue, certificate_request_create
+from authority import services as authority_services
+from authority.models import AuditEvent, CertificateAuthority, CertificateRequest
+from authority.services import certificate_issue, certificate_request_create
 from enrollment import services
 from enrollment.models import Peer, SitePolicy
 from enrollment.services import peer_register_full, policy_update

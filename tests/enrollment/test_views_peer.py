@@ -9,9 +9,9 @@ import pytest
 from cryptography import x509
 from django.test import Client
 
-from ca_portal.authority import services as authority_services
-from ca_portal.authority.models import Certificate, CertificateAuthority, CertificateRequest
-from ca_portal.authority.services import certificate_issue
+from authority import services as authority_services
+from authority.models import Certificate, CertificateAuthority, CertificateRequest
+from authority.services import certificate_issue
 from enrollment.models import Peer
 from enrollment.services import peer_register_full
 from tests.conftest import fixture_bytes, login

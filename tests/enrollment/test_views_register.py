@@ -12,11 +12,11 @@ from django.contrib.sessions.models import Session
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from ca_portal.authority.models import AuditEvent
-from ca_portal.pki.csr import MAX_CSR_BYTES
-from ca_portal.pki.keys import load_private_key
+from authority.models import AuditEvent
 from enrollment.models import Peer, PortalKey
 from enrollment.services import peer_key_generate
+from pki.csr import MAX_CSR_BYTES
+from pki.keys import load_private_key
 from tests.conftest import fixture_bytes, login
 
 pytestmark = pytest.mark.django_db

@@ -23,9 +23,9 @@ django.setup()
 from cryptography import x509  # noqa: E402
 from django.db.models import Count  # noqa: E402
 
-from ca_portal.authority.audit import audit_verify  # noqa: E402
-from ca_portal.authority.models import Certificate, CertificateRequest, IssuanceIntent  # noqa: E402
-from ca_portal.authority.services import active_ca, certificate_request_create  # noqa: E402
+from authority.audit import audit_verify  # noqa: E402
+from authority.models import Certificate, CertificateRequest, IssuanceIntent  # noqa: E402
+from authority.services import active_ca, certificate_request_create  # noqa: E402
 
 CSR = (Path(__file__).resolve().parents[1] / "fixtures" / "pki" / "client-nocn.csr").read_text()
 

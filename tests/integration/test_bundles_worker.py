@@ -2,8 +2,8 @@
 
 A real deployment, on the embedded default (SQLite + filesystem broker) and on PostgreSQL + Redis:
 gunicorn serves the API, one Celery worker consumes the signer and render queues, and no beat runs,
-so the only thing that wakes the bundles sweeper is the worker itself (``enrollment.peer_issued_notify``
-after each issuance) or a site-profile change (``bundles.services.profile_update`` on commit).
+so the only thing that wakes the bundles sweeper is the worker itself (``authority.signals.certificates_issued``,
+which the bundles app subscribes to) or a site-profile change (``bundles.services.profile_update`` on commit).
 
 The gateway www.example.com and alice's client.example.com are registered and approved through
 the API; the test then polls ``GET /api/v1/peers/{id}/bundle`` until the zips appear, checks that the

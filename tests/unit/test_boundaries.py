@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ca_portal.pki
+import pki
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE_MODULES = tuple(sorted(f"ca_portal.pki.{m.name}" for m in pkgutil.iter_modules(ca_portal.pki.__path__)))
+PURE_MODULES = tuple(sorted(f"pki.{m.name}" for m in pkgutil.iter_modules(pki.__path__)))
 
 
 def test_it_finds_every_module_of_the_pki_package() -> None:

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ca_portal.pki.ca import assess_ca, certificate_pem, fingerprint_sha256, load_certificate
-from ca_portal.pki.errors import CaRejected
-from ca_portal.pki.keys import PrivateKey, load_private_key
+from pki.ca import assess_ca, certificate_pem, fingerprint_sha256, load_certificate
+from pki.errors import CaRejected
+from pki.keys import PrivateKey, load_private_key
 from tests.conftest import FIXTURES, fixture_bytes
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

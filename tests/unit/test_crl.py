@@ -28,7 +28,7 @@ from pkilint.pkix import extension, name
 from pkilint.pkix.crl import crl_extension
 from pkilint.validation import ValidationFindingSeverity
 
-from ca_portal.pki.crl import (
+from pki.crl import (
     CRL_NUMBER_LIMIT,
     MAX_CRL_DAYS,
     REASONS,
@@ -37,10 +37,10 @@ from ca_portal.pki.crl import (
     crl_validity,
     renewal_due,
 )
-from ca_portal.pki.errors import IssuanceRefused, PkiError
-from ca_portal.pki.issue import sign_tbs
-from ca_portal.pki.keys import PrivateKey, load_private_key
-from ca_portal.pki.profiles import LeafSpec, leaf_builder, tbs_bytes
+from pki.errors import IssuanceRefused, PkiError
+from pki.issue import sign_tbs
+from pki.keys import PrivateKey, load_private_key
+from pki.profiles import LeafSpec, leaf_builder, tbs_bytes
 from tests.conftest import fixture_bytes
 from tests.pkitools import openssl_asn1parse
 

@@ -15,10 +15,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ca_portal.pki import der
-from ca_portal.pki.csr import MAX_CSR_BYTES, vet_csr
-from ca_portal.pki.errors import CsrRejected
-from ca_portal.pki.keys import public_key_der
+from pki import der
+from pki.csr import MAX_CSR_BYTES, vet_csr
+from pki.errors import CsrRejected
+from pki.keys import public_key_der
 from tests.conftest import fixture_bytes
 
 FQDN = "client.example.com"

@@ -18,9 +18,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ca_portal.pki.csr import MAX_CSR_BYTES, vet_csr
-from ca_portal.pki.errors import CsrRejected
-from ca_portal.pki.est import EstCsr, certs_only, csr_public_key_der, der_to_pem, read_csr
+from pki.csr import MAX_CSR_BYTES, vet_csr
+from pki.errors import CsrRejected
+from pki.est import EstCsr, certs_only, csr_public_key_der, der_to_pem, read_csr
 from tests.conftest import fixture_bytes
 from tests.pkitools import openssl_asn1parse
 

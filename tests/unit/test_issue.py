@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from ca_portal.pki.errors import IssuanceRefused
-from ca_portal.pki.issue import sign_tbs, signature_algorithm_der
-from ca_portal.pki.keys import PrivateKey, PublicKey, load_private_key, public_key_der
-from ca_portal.pki.profiles import (
+from pki.errors import IssuanceRefused
+from pki.issue import sign_tbs, signature_algorithm_der
+from pki.keys import PrivateKey, PublicKey, load_private_key, public_key_der
+from pki.profiles import (
     LEAF_EXTENSIONS,
     MAX_CA_DAYS,
     CaSubject,

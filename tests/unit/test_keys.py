@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from pyasn1.codec.der import encoder as pyasn1_der
 from pyasn1.type import univ
 
-from ca_portal.pki import der
-from ca_portal.pki.errors import KeyRejected
-from ca_portal.pki.keys import (
+from pki import der
+from pki.errors import KeyRejected
+from pki.keys import (
     describe_key,
     encrypt_private_key,
     generate_private_key,

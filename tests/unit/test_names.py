@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ca_portal.pki.errors import NameRejected
-from ca_portal.pki.names import MAX_FQDN_LENGTH, validate_fqdn
+from pki.errors import NameRejected
+from pki.names import MAX_FQDN_LENGTH, validate_fqdn
 
 # ipsec-formats.md §8: the FQDN pattern that is safe in every format the portal writes.
 SAFE_FQDN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")

@@ -12,10 +12,10 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ca_portal.pki import der
-from ca_portal.pki.errors import IssuanceRefused, PkiError
-from ca_portal.pki.keys import load_private_key
-from ca_portal.pki.profiles import (
+from pki import der
+from pki.errors import IssuanceRefused, PkiError
+from pki.keys import load_private_key
+from pki.profiles import (
     BACKDATE,
     MAX_CA_DAYS,
     MAX_LEAF_DAYS,
