@@ -8,7 +8,6 @@ import pytest
 from cryptography import x509
 
 from authority import keystore, services, task_names
-from ca_portal import celery as portal_celery
 from authority.audit import audit_verify
 from authority.models import (
     AuditEvent,
@@ -19,6 +18,7 @@ from authority.models import (
     TaskWakeup,
 )
 from authority.services import certificate_request_create, certificates_issue_pending, signer_wakeup
+from ca_portal import celery as portal_celery
 from tests.conftest import fixture_bytes
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from authority.models import TaskWakeup
 from authority import wakeups
+from authority.models import TaskWakeup
 from authority.wakeups import wake, wake_done
 from ca_portal import celery as portal_celery
 
