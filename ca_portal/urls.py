@@ -1,12 +1,12 @@
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from authority import otp_views
 from authority import views as authority_views
 from ca_portal import views as site_views
 
-api_patterns = [
+api_patterns: list[URLPattern | URLResolver] = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("v1/", include("authority.api")),
     path("v1/", include("enrollment.api")),
