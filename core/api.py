@@ -25,6 +25,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import Direction, OpenApiResponse
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.generics import GenericAPIView
+from rest_framework.metadata import BaseMetadata
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import BasePagination, LimitOffsetPagination
 from rest_framework.parsers import JSONParser
@@ -241,8 +242,19 @@ class Pagination(LimitOffsetPagination):
         return parameters
 
 
+class PlainMetadata(BaseMetadata):
+    """``OPTIONS``: the view's name and the methods it allows (also in the ``Allow`` header).
+
+    DRF's default metadata describes the input by building the view's serializer, which our views
+    choose per method and do not declare on the class, so it failed with a 500 (review F7)."""
+
+    def determine_metadata(self, request: Request, view: APIView) -> dict[str, Any]:
+        return {"name": view.get_view_name(), "allowed_methods": list(view.allowed_methods)}
+
+
 class ApiView(GenericAPIView):  # type: ignore[type-arg]
     parser_classes = [JsonBodyParser]
+    metadata_class = PlainMetadata
     content_negotiation_class = FormatNegotiation
     pagination_class: type[BasePagination] | None = None
 
