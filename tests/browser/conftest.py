@@ -145,13 +145,27 @@ def browser() -> Iterator[Any]:
 def new_page(browser: Any, portal: Portal) -> Iterator[Callable[[], Any]]:
     """Pages in fresh browser contexts (separate cookie jars: one per person), closed after the test."""
     contexts: list[Any] = []
+    violations: list[str] = []
 
     def make() -> Any:
         context = browser.new_context(base_url=portal.url, viewport={"width": 1280, "height": 900})
         context.set_default_timeout(10_000)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        watch_csp(page, violations)
+        return page
 
     yield make
     for context in contexts:
         context.close()
+    assert violations == [], "Content-Security-Policy violations reported by Chromium"
+
+
+def watch_csp(page: Any, violations: list[str]) -> None:
+    """Collect what Chromium reports as a Content-Security-Policy violation on this page."""
+
+    def on_console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(f"{page.url}: {message.text}")
+
+    page.on("console", on_console)

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
-from tests.browser.conftest import PASSWORD, Portal
+from tests.browser.conftest import PASSWORD, Portal, watch_csp
 from tests.browser.test_enrollment_flow import (  # the enrollment flow's helpers and its admin fixture
     ANY_FQDN_CSR,
     CLIENT_CSR,
@@ -177,12 +177,14 @@ def peer_id_of(page: Any) -> int:
 def user_page(browser: Any, portal: Portal) -> Iterator[Callable[[str], Any]]:
     """A signed-in page per roaming user, kept for the module (like ``admin_page``)."""
     pages: dict[str, Any] = {}
+    violations: list[str] = []
 
     def get(username: str) -> Any:
         if username not in pages:
             context = browser.new_context(base_url=portal.url, viewport={"width": 1280, "height": 900})
             context.set_default_timeout(10_000)
             page = context.new_page()
+            watch_csp(page, violations)
             sign_in(page, username, PASSWORD)
             expect(page.locator(".who")).to_contain_text(username)
             pages[username] = page
@@ -191,6 +193,7 @@ def user_page(browser: Any, portal: Portal) -> Iterator[Callable[[str], Any]]:
     yield get
     for page in pages.values():
         page.context.close()
+    assert violations == [], "Content-Security-Policy violations reported by Chromium"
 
 
 def approve(admin: Any, fqdn: str) -> None:

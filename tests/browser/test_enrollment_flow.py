@@ -16,7 +16,7 @@ import pytest
 from django_otp.oath import TOTP
 from playwright.sync_api import expect
 
-from tests.browser.conftest import PASSWORD, Portal
+from tests.browser.conftest import PASSWORD, Portal, watch_csp
 
 pytestmark = pytest.mark.browser
 
@@ -60,12 +60,14 @@ def admin_page(browser: Any, portal: Portal) -> Iterator[Callable[[str], Any]]:
     their session, as a person would, instead of signing in again for each test.
     """
     pages: dict[str, Any] = {}
+    violations: list[str] = []
 
     def get(username: str) -> Any:
         if username not in pages:
             context = browser.new_context(base_url=portal.url, viewport={"width": 1280, "height": 900})
             context.set_default_timeout(10_000)
             page = context.new_page()
+            watch_csp(page, violations)
             sign_in_admin(page, portal, username)
             pages[username] = page
         return pages[username]
@@ -73,6 +75,7 @@ def admin_page(browser: Any, portal: Portal) -> Iterator[Callable[[str], Any]]:
     yield get
     for page in pages.values():
         page.context.close()
+    assert violations == [], "Content-Security-Policy violations reported by Chromium"
 
 
 def register(page: Any, fqdn: str, csr: str) -> None:
