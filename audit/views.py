@@ -24,9 +24,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from audit import inventory
+from audit import auditlog, custody, exports, selectors
+from audit.dashboard import certificate_counts, dashboard_charts
 from authority.audit import audit_verify
-from authority.models import AuditHead
 from core.roles import is_auditor, is_ca_admin
 
 View = Callable[..., HttpResponseBase]
@@ -74,9 +74,9 @@ class InventoryFilterForm(forms.Form):
             self.add_error("issued_to", "The end date is before the start date.")
         return cleaned
 
-    def filters(self) -> inventory.InventoryFilters:
+    def filters(self) -> selectors.InventoryFilters:
         data = self.cleaned_data
-        return inventory.InventoryFilters(
+        return selectors.InventoryFilters(
             q=data.get("q") or "",
             status=data.get("status") or "",
             expiring_within=data.get("expiring_within"),
@@ -101,9 +101,9 @@ class AuditFilterForm(forms.Form):
             self.add_error("date_to", "The end date is before the start date.")
         return cleaned
 
-    def filters(self) -> inventory.AuditFilters:
+    def filters(self) -> auditlog.AuditFilters:
         data = self.cleaned_data
-        return inventory.AuditFilters(
+        return auditlog.AuditFilters(
             action=data.get("action") or "",
             actor=data.get("actor") or "",
             target=data.get("target") or "",
@@ -129,12 +129,12 @@ def _positive_int(value: str | None, default: int | None = None, *, limit: int =
 @reviewer_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    issued_chart, expiry_chart = inventory.dashboard_charts(now=now)
+    issued_chart, expiry_chart = dashboard_charts(now=now)
     return render(
         request,
         "audit/dashboard.html",
         {
-            "counts": inventory.certificate_counts(now=now),
+            "counts": certificate_counts(now=now),
             "issued_chart": issued_chart,
             "expiry_chart": expiry_chart,
             "now": now,
@@ -148,11 +148,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def certificate_list(request: HttpRequest) -> HttpResponse:
     form = InventoryFilterForm(request.GET)
     page = None
-    filters = inventory.InventoryFilters()
+    filters = selectors.InventoryFilters()
     if form.is_valid():
         filters = form.filters()
         number = _positive_int(request.GET.get("page"), 1, limit=MAX_PAGE) or 1
-        page = inventory.inventory_page(filters, page=number)
+        page = selectors.inventory_page(filters, page=number)
     return render(
         request,
         "audit/certificates.html",
@@ -160,10 +160,10 @@ def certificate_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _sort_columns(filters: inventory.InventoryFilters) -> dict[str, dict[str, str]]:
+def _sort_columns(filters: selectors.InventoryFilters) -> dict[str, dict[str, str]]:
     """For each sortable column header: the direction a click asks for, and the arrow to show."""
     columns = {}
-    for key in inventory.SORTS:
+    for key in selectors.SORTS:
         active = filters.sort == key
         if active:
             next_dir = "asc" if filters.direction == "desc" else "desc"
@@ -175,7 +175,7 @@ def _sort_columns(filters: inventory.InventoryFilters) -> dict[str, dict[str, st
     return columns
 
 
-def _export_filters(request: HttpRequest) -> inventory.InventoryFilters | HttpResponse:
+def _export_filters(request: HttpRequest) -> selectors.InventoryFilters | HttpResponse:
     form = InventoryFilterForm(request.GET)
     if not form.is_valid():
         errors = {name: [str(message) for message in messages] for name, messages in form.errors.items()}
@@ -194,7 +194,7 @@ def export_csv(request: HttpRequest) -> HttpResponseBase:
     filters = _export_filters(request)
     if isinstance(filters, HttpResponse):
         return filters
-    response = StreamingHttpResponse(inventory.export_csv(filters), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(exports.export_csv(filters), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_export_name("csv")}"'
     return response
 
@@ -206,7 +206,7 @@ def export_json(request: HttpRequest) -> HttpResponseBase:
     filters = _export_filters(request)
     if isinstance(filters, HttpResponse):
         return filters
-    response = StreamingHttpResponse(inventory.export_json(filters), content_type="application/json")
+    response = StreamingHttpResponse(exports.export_json(filters), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="{_export_name("json")}"'
     return response
 
@@ -215,22 +215,22 @@ def export_json(request: HttpRequest) -> HttpResponseBase:
 @require_GET
 @reviewer_required
 def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
-    certificate = inventory.certificate_by_serial(serial)
+    certificate = custody.certificate_by_serial(serial)
     if certificate is None:
         raise Http404("no such certificate")
     now = timezone.now()
-    timeline = inventory.certificate_timeline(certificate)
+    timeline = custody.certificate_timeline(certificate)
     return render(
         request,
         "audit/certificate.html",
         {
             "certificate": certificate,
             "peer": getattr(certificate.request, "peer", None),
-            "status": inventory.certificate_status(
+            "status": selectors.certificate_status(
                 revoked_at=certificate.revoked_at, not_after=certificate.not_after, now=now
             ),
-            "owner": inventory.certificate_owner(certificate),
-            "serial_colons": inventory.serial_colons(certificate.serial),
+            "owner": custody.certificate_owner(certificate),
+            "serial_colons": selectors.serial_colons(certificate.serial),
             "timeline": timeline,
             "revoked_by": certificate.revoked_by.removeprefix("user:"),
         },
@@ -240,7 +240,7 @@ def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
 def _target_url(target: str) -> str | None:
     """The auditor page of an event's target, where there is one (certificates)."""
     kind, _, ident = target.partition(":")
-    if kind == "certificate" and inventory.normalize_serial(ident) is not None:
+    if kind == "certificate" and selectors.normalize_serial(ident) is not None:
         return reverse("audit:certificate", args=[ident])
     if kind == "peer" and ident.isdigit():
         return reverse("enrollment:detail", args=[int(ident)])
@@ -253,14 +253,13 @@ def _audit_log_response(request: HttpRequest, *, verify: Any = None) -> HttpResp
     if form.is_valid():
         before = _positive_int(request.GET.get("before"))
         after = None if before is not None else _positive_int(request.GET.get("after"))
-        page = inventory.audit_page(form.filters(), before=before, after=after)
+        page = auditlog.audit_page(form.filters(), before=before, after=after)
     events = page.events if page is not None else []
     rows = [(e, json.dumps(e.data, sort_keys=True, ensure_ascii=False), _target_url(e.target)) for e in events]
-    head = AuditHead.objects.filter(pk=1).values_list("seq", flat=True).first()
     return render(
         request,
         "audit/log.html",
-        {"form": form, "page": page, "rows": rows, "head_seq": head or 0, "verify": verify},
+        {"form": form, "page": page, "rows": rows, "head_seq": auditlog.audit_head_seq(), "verify": verify},
     )
 
 

@@ -20,7 +20,7 @@ from authority.audit import audit_record
 from authority.models import AuditEvent, Certificate, CertificateAuthority, Crl
 from bundles.models import BundleDownload
 from bundles.services import bundle_download, bundle_render
-from tests.authority.test_inventory import ALPHA, BETA, DELTA, GAMMA, World, build_world, bulk_certificates
+from tests.audit.conftest import ALPHA, BETA, DELTA, GAMMA, World, bulk_certificates
 from tests.bundles.conftest import issue
 from tests.conftest import login
 
@@ -38,11 +38,6 @@ def clients(owner: Any, other_user: Any, admin: Any, auditor: Any) -> dict[str, 
         login(client, user)
         result[persona] = client
     return result
-
-
-@pytest.fixture
-def world(ca: CertificateAuthority, owner: Any, other_user: Any, admin: Any) -> World:
-    return build_world(owner, other_user, admin)
 
 
 @pytest.fixture
