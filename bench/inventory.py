@@ -383,7 +383,7 @@ SELECTOR_SCRIPT = """
 import json, statistics, time
 from django.http import QueryDict
 from audit.selectors import inventory_page
-from audit.views import InventoryFilterForm
+from audit.forms import InventoryFilterForm
 results = {}
 for label, query in json.loads(CASES):
     data = QueryDict(query)
