@@ -12,11 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.http import StreamingHttpResponse
+from django.test import Client
 from django.utils import timezone
 
 from authority.models import Certificate, CertificateAuthority, CertificateRequest
 from enrollment.models import Peer
 from tests.bundles.conftest import issue
+from tests.conftest import login
 
 ALPHA, BETA, GAMMA, DELTA = "alpha.example.com", "beta.example.com", "gamma.example.org", "delta.example.com"
 
@@ -106,3 +109,16 @@ def bulk_certificates(ca: CertificateAuthority, owner: Any, approver: Any, n: in
 @pytest.fixture
 def world(ca: CertificateAuthority, owner: Any, other_user: Any, admin: Any) -> World:
     return build_world(owner, other_user, admin)
+
+
+@pytest.fixture
+def erin(auditor: Any) -> Client:
+    client = Client()
+    login(client, auditor)
+    return client
+
+
+def body(response: Any) -> str:
+    if isinstance(response, StreamingHttpResponse):
+        return b"".join(response.streaming_content).decode()  # type: ignore[arg-type]
+    return response.content.decode()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from audit import charts
@@ -21,3 +24,10 @@ def test_bar_chart_scales_to_the_tallest_bar() -> None:
     empty = charts.bar_chart("t", [("a", "A", 0)])
     assert empty.bars[0].height == 0
     assert empty.max_value == 0
+
+
+def test_the_chart_geometry_imports_no_django() -> None:
+    tree = ast.parse(Path(charts.__file__).read_text())
+    modules = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    modules += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert not [name for name in modules if name.split(".")[0] in ("django", "authority", "enrollment", "bundles")]
