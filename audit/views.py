@@ -13,7 +13,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -24,14 +23,14 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from audit import inventory
+from audit import auditlog, custody, exports, selectors
+from audit.dashboard import certificate_counts, dashboard_charts
+from audit.forms import AuditFilterForm, InventoryFilterForm
 from authority.audit import audit_verify
-from authority.models import AuditHead
 from core.roles import is_auditor, is_ca_admin
 
 View = Callable[..., HttpResponseBase]
 
-MAX_DAYS = 36500
 MAX_PAGE = 1_000_000
 
 
@@ -45,71 +44,6 @@ def reviewer_required(view: View) -> View:
         return view(request, *args, **kwargs)
 
     return login_required(wrapped)
-
-
-# --- forms -----------------------------------------------------------------------------------
-
-
-class InventoryFilterForm(forms.Form):
-    q = forms.CharField(required=False, max_length=160, strip=True, label="Search")
-    status = forms.ChoiceField(
-        required=False,
-        choices=[("", "any"), ("valid", "valid"), ("expired", "expired"), ("revoked", "revoked")],
-    )
-    expiring_within = forms.IntegerField(
-        required=False, min_value=0, max_value=MAX_DAYS, label="Expiring within (days)"
-    )
-    issued_from = forms.DateField(required=False, label="Issued from", input_formats=["%Y-%m-%d"])
-    issued_to = forms.DateField(required=False, label="Issued to", input_formats=["%Y-%m-%d"])
-    sort = forms.ChoiceField(
-        required=False,
-        choices=[("issued", "issued"), ("expires", "expires"), ("fqdn", "FQDN"), ("owner", "owner")],
-    )
-    dir = forms.ChoiceField(required=False, choices=[("desc", "descending"), ("asc", "ascending")], label="Order")
-
-    def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = super().clean() or {}
-        start, end = cleaned.get("issued_from"), cleaned.get("issued_to")
-        if start and end and start > end:
-            self.add_error("issued_to", "The end date is before the start date.")
-        return cleaned
-
-    def filters(self) -> inventory.InventoryFilters:
-        data = self.cleaned_data
-        return inventory.InventoryFilters(
-            q=data.get("q") or "",
-            status=data.get("status") or "",
-            expiring_within=data.get("expiring_within"),
-            issued_from=data.get("issued_from"),
-            issued_to=data.get("issued_to"),
-            sort=data.get("sort") or "issued",
-            direction=data.get("dir") or "desc",
-        )
-
-
-class AuditFilterForm(forms.Form):
-    action = forms.CharField(required=False, max_length=64, strip=True, help_text="peer.approved or peer.*")
-    actor = forms.CharField(required=False, max_length=160, strip=True)
-    target = forms.CharField(required=False, max_length=160, strip=True, help_text="e.g. peer:12")
-    date_from = forms.DateField(required=False, label="From", input_formats=["%Y-%m-%d"])
-    date_to = forms.DateField(required=False, label="To", input_formats=["%Y-%m-%d"])
-
-    def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = super().clean() or {}
-        start, end = cleaned.get("date_from"), cleaned.get("date_to")
-        if start and end and start > end:
-            self.add_error("date_to", "The end date is before the start date.")
-        return cleaned
-
-    def filters(self) -> inventory.AuditFilters:
-        data = self.cleaned_data
-        return inventory.AuditFilters(
-            action=data.get("action") or "",
-            actor=data.get("actor") or "",
-            target=data.get("target") or "",
-            date_from=data.get("date_from"),
-            date_to=data.get("date_to"),
-        )
 
 
 def _positive_int(value: str | None, default: int | None = None, *, limit: int = 2**62) -> int | None:
@@ -129,12 +63,12 @@ def _positive_int(value: str | None, default: int | None = None, *, limit: int =
 @reviewer_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    issued_chart, expiry_chart = inventory.dashboard_charts(now=now)
+    issued_chart, expiry_chart = dashboard_charts(now=now)
     return render(
         request,
         "audit/dashboard.html",
         {
-            "counts": inventory.certificate_counts(now=now),
+            "counts": certificate_counts(now=now),
             "issued_chart": issued_chart,
             "expiry_chart": expiry_chart,
             "now": now,
@@ -148,11 +82,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def certificate_list(request: HttpRequest) -> HttpResponse:
     form = InventoryFilterForm(request.GET)
     page = None
-    filters = inventory.InventoryFilters()
+    filters = selectors.InventoryFilters()
     if form.is_valid():
         filters = form.filters()
         number = _positive_int(request.GET.get("page"), 1, limit=MAX_PAGE) or 1
-        page = inventory.inventory_page(filters, page=number)
+        page = selectors.inventory_page(filters, page=number)
     return render(
         request,
         "audit/certificates.html",
@@ -160,10 +94,10 @@ def certificate_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _sort_columns(filters: inventory.InventoryFilters) -> dict[str, dict[str, str]]:
+def _sort_columns(filters: selectors.InventoryFilters) -> dict[str, dict[str, str]]:
     """For each sortable column header: the direction a click asks for, and the arrow to show."""
     columns = {}
-    for key in inventory.SORTS:
+    for key in selectors.SORTS:
         active = filters.sort == key
         if active:
             next_dir = "asc" if filters.direction == "desc" else "desc"
@@ -175,7 +109,7 @@ def _sort_columns(filters: inventory.InventoryFilters) -> dict[str, dict[str, st
     return columns
 
 
-def _export_filters(request: HttpRequest) -> inventory.InventoryFilters | HttpResponse:
+def _export_filters(request: HttpRequest) -> selectors.InventoryFilters | HttpResponse:
     form = InventoryFilterForm(request.GET)
     if not form.is_valid():
         errors = {name: [str(message) for message in messages] for name, messages in form.errors.items()}
@@ -194,7 +128,7 @@ def export_csv(request: HttpRequest) -> HttpResponseBase:
     filters = _export_filters(request)
     if isinstance(filters, HttpResponse):
         return filters
-    response = StreamingHttpResponse(inventory.export_csv(filters), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(exports.export_csv(filters), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_export_name("csv")}"'
     return response
 
@@ -206,7 +140,7 @@ def export_json(request: HttpRequest) -> HttpResponseBase:
     filters = _export_filters(request)
     if isinstance(filters, HttpResponse):
         return filters
-    response = StreamingHttpResponse(inventory.export_json(filters), content_type="application/json")
+    response = StreamingHttpResponse(exports.export_json(filters), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="{_export_name("json")}"'
     return response
 
@@ -215,22 +149,22 @@ def export_json(request: HttpRequest) -> HttpResponseBase:
 @require_GET
 @reviewer_required
 def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
-    certificate = inventory.certificate_by_serial(serial)
+    certificate = custody.certificate_by_serial(serial)
     if certificate is None:
         raise Http404("no such certificate")
     now = timezone.now()
-    timeline = inventory.certificate_timeline(certificate)
+    timeline = custody.certificate_timeline(certificate)
     return render(
         request,
         "audit/certificate.html",
         {
             "certificate": certificate,
             "peer": getattr(certificate.request, "peer", None),
-            "status": inventory.certificate_status(
+            "status": selectors.certificate_status(
                 revoked_at=certificate.revoked_at, not_after=certificate.not_after, now=now
             ),
-            "owner": inventory.certificate_owner(certificate),
-            "serial_colons": inventory.serial_colons(certificate.serial),
+            "owner": custody.certificate_owner(certificate),
+            "serial_colons": selectors.serial_colons(certificate.serial),
             "timeline": timeline,
             "revoked_by": certificate.revoked_by.removeprefix("user:"),
         },
@@ -240,7 +174,7 @@ def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
 def _target_url(target: str) -> str | None:
     """The auditor page of an event's target, where there is one (certificates)."""
     kind, _, ident = target.partition(":")
-    if kind == "certificate" and inventory.normalize_serial(ident) is not None:
+    if kind == "certificate" and selectors.normalize_serial(ident) is not None:
         return reverse("audit:certificate", args=[ident])
     if kind == "peer" and ident.isdigit():
         return reverse("enrollment:detail", args=[int(ident)])
@@ -253,14 +187,13 @@ def _audit_log_response(request: HttpRequest, *, verify: Any = None) -> HttpResp
     if form.is_valid():
         before = _positive_int(request.GET.get("before"))
         after = None if before is not None else _positive_int(request.GET.get("after"))
-        page = inventory.audit_page(form.filters(), before=before, after=after)
+        page = auditlog.audit_page(form.filters(), before=before, after=after)
     events = page.events if page is not None else []
     rows = [(e, json.dumps(e.data, sort_keys=True, ensure_ascii=False), _target_url(e.target)) for e in events]
-    head = AuditHead.objects.filter(pk=1).values_list("seq", flat=True).first()
     return render(
         request,
         "audit/log.html",
-        {"form": form, "page": page, "rows": rows, "head_seq": head or 0, "verify": verify},
+        {"form": form, "page": page, "rows": rows, "head_seq": auditlog.audit_head_seq(), "verify": verify},
     )
 
 

@@ -382,8 +382,8 @@ def page_cases(n: int, sample_serial: str) -> list[tuple[str, dict[str, Any], by
 SELECTOR_SCRIPT = """
 import json, statistics, time
 from django.http import QueryDict
-from audit import inventory
-from audit.views import InventoryFilterForm
+from audit.selectors import inventory_page
+from audit.forms import InventoryFilterForm
 results = {}
 for label, query in json.loads(CASES):
     data = QueryDict(query)
@@ -391,11 +391,11 @@ for label, query in json.loads(CASES):
     assert form.is_valid(), form.errors
     filters, page = form.filters(), int(data.get("page", 1))
     for _ in range(3):
-        inventory.inventory_page(filters, page=page)
+        inventory_page(filters, page=page)
     times = []
     for _ in range(REPS):
         started = time.perf_counter()
-        inventory.inventory_page(filters, page=page)
+        inventory_page(filters, page=page)
         times.append((time.perf_counter() - started) * 1000)
     results[label] = times
 print(json.dumps(results))

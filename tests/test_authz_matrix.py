@@ -100,7 +100,7 @@ GET_MATRIX: dict[str, dict[str, int]] = {
     # The auditor pages: auditors and CA admins only; roaming users are refused (403) before any lookup.
     # The path parameter is a certificate serial, so the peer id this matrix puts there names no
     # certificate and the roles that may look get 404; their 200 on a real serial is proven in
-    # tests/authority/test_inventory_views.py.
+    # tests/audit/test_views.py.
     "audit:certificate": {
         "owner": 403, "other_user": 403, "admin": 404, "second_admin": 404, "auditor": 404, "anonymous": LOGIN,
     },
