@@ -1,5 +1,6 @@
-"""The Celery app. Imported from AuthorityConfig.ready(), never from ca_portal/__init__.py, so that
-importing the pure ``pki`` package does not pull in Django (STYLE.md §3)."""
+"""The Celery app object. ``ca_portal/__init__.py`` imports it, so every process of the site (gunicorn,
+manage.py, the workers) has it as the current app; the apps send through ``core.tasks.send_by_name``
+and never import this module (docs/conventions.md §3)."""
 
 from __future__ import annotations
 
