@@ -1,10 +1,12 @@
-"""Reads with scoping: every object lookup for a person goes through here (404 for what is not theirs)."""
+"""Reads: the site policy, peers and their renewals, with scoping (every object lookup for a person
+goes through here: 404 for what is not theirs). Nothing here writes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 from django.http import Http404
@@ -12,7 +14,7 @@ from django.utils import timezone
 
 from authority.models import Certificate, CertificateRequest
 from authority.services import active_ca
-from core.roles import is_auditor, is_ca_admin
+from core.roles import CA_ADMIN, is_auditor, is_ca_admin
 from enrollment.models import Peer, SitePolicy
 from pki.csr import vet_csr
 from pki.errors import PkiError
@@ -20,6 +22,36 @@ from pki.est import csr_public_key_der
 from pki.keys import describe_key
 
 QUEUE_SORTS = {"newest": "-created_at", "oldest": "created_at", "fqdn": "fqdn", "owner": "owner__username"}
+
+
+# --- site policy ---------------------------------------------------------------------------------
+
+
+def policy_get() -> SitePolicy:
+    policy, _ = SitePolicy.objects.get_or_create(pk=1)
+    return policy
+
+
+def self_approval_allowed(policy: SitePolicy) -> bool:
+    """Only a one-admin site may approve its own requests, and only when the policy says so."""
+    if not policy.allow_self_approval:
+        return False
+    admins = User.objects.filter(Q(is_superuser=True) | Q(groups__name=CA_ADMIN), is_active=True).distinct()
+    return admins.count() == 1
+
+
+# --- peers ---------------------------------------------------------------------------------------
+
+
+def peer_fresh(peer_id: int) -> Peer:
+    """The peer as committed, with what pages and the API show of it, in one query."""
+    return Peer.objects.select_related("owner", "decided_by", "certificate_request__certificate").get(pk=peer_id)
+
+
+def certificate_of(peer: Peer) -> Certificate | None:
+    """The peer's certificate, if one was issued (from what was loaded with the peer)."""
+    request = peer.certificate_request
+    return getattr(request, "certificate", None) if request is not None else None
 
 
 def peers_visible_to(user: User) -> QuerySet[Peer]:
@@ -128,11 +160,48 @@ def renewal_note(peer: Peer) -> str:
     old = peer.renews
     if old is None:
         return ""
-    request = old.certificate_request
-    certificate = getattr(request, "certificate", None) if request is not None else None
+    certificate = certificate_of(old)
     if certificate is None:
         return f"renewal of {old.fqdn} (peer {old.pk})"
     return f"renewal of {old.fqdn} (serial {certificate.serial}, valid until {certificate.not_after:%Y-%m-%d})"
+
+
+def live_renewal(peer: Peer) -> Peer | None:
+    """The renewal of ``peer`` that is under way or done (not rejected, not retired, signing not failed)."""
+    return (
+        Peer.objects.filter(renews=peer, retired_at__isnull=True)
+        .exclude(decision=Peer.Decision.REJECTED)
+        .exclude(certificate_request__status=CertificateRequest.Status.FAILED)
+        .select_related("certificate_request__certificate")
+        .order_by("-pk")
+        .first()
+    )
+
+
+def renewal_blocker(peer: Peer, *, now: datetime | None = None) -> str:
+    """Why ``peer`` cannot be renewed now ("" if it can). Renewals happen before expiry, once at a time."""
+    if peer.retired_at is not None or peer.status == "revoked":
+        return f"this certificate is revoked; register {peer.fqdn} again for a new one"
+    if peer.status != "issued":
+        return f"only an issued certificate can be renewed; this peer is {peer.progress}"
+    certificate = certificate_of(peer)
+    moment = now or timezone.now()
+    if certificate is None:  # issued without a certificate: never, but the type checker cannot know
+        return "this peer has no certificate to renew"
+    if certificate.not_after <= moment:
+        return (
+            f"the certificate expired on {certificate.not_after:%Y-%m-%d %H:%M} UTC; renewals happen before expiry. "
+            f"Revoke this peer (reason cessationOfOperation) and register {peer.fqdn} again."
+        )
+    renewal = live_renewal(peer)
+    if renewal is not None:
+        return f"{peer.fqdn} is already being renewed (peer {renewal.pk}, {renewal.progress})"
+    return ""
+
+
+def renewal_reminder_thresholds() -> tuple[int, ...]:
+    """RENEWAL_REMINDER_DAYS, largest first (the setting is parsed and checked at start-up)."""
+    return tuple(sorted(settings.RENEWAL_REMINDER_DAYS, reverse=True))
 
 
 # --- EST (RFC 7030) -------------------------------------------------------------------------
