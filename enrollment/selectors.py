@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -54,6 +55,12 @@ def certificate_of(peer: Peer) -> Certificate | None:
     return getattr(request, "certificate", None) if request is not None else None
 
 
+def peers_owned_by(user: User) -> QuerySet[Peer]:
+    """The user's own peers, newest first, for their list."""
+    peers = Peer.objects.filter(owner_id=user.pk).select_related("certificate_request__certificate")
+    return peers.order_by("-created_at")
+
+
 def peers_visible_to(user: User) -> QuerySet[Peer]:
     peers = Peer.objects.select_related("owner", "certificate_request__certificate", "decided_by")
     if is_ca_admin(user) or is_auditor(user):
@@ -65,6 +72,58 @@ def peer_for_user(user: User, peer_id: int) -> Peer:
     peer = peers_visible_to(user).filter(pk=peer_id).first()
     if peer is None:
         raise Http404("no such peer")
+    return peer
+
+
+# The API's status filter: the statuses of ``Peer.status`` as queries.
+_IN_FLIGHT = [CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING]
+PEER_STATUS_FILTERS = {
+    "pending": Q(decision=Peer.Decision.PENDING),
+    "rejected": Q(decision=Peer.Decision.REJECTED),
+    "approved": Q(decision=Peer.Decision.APPROVED)
+    & (Q(certificate_request__isnull=True) | Q(certificate_request__status__in=_IN_FLIGHT)),
+    "issued": Q(
+        decision=Peer.Decision.APPROVED,
+        certificate_request__status=CertificateRequest.Status.ISSUED,
+        certificate_request__certificate__revoked_at__isnull=True,
+    ),
+    "failed": Q(decision=Peer.Decision.APPROVED, certificate_request__status=CertificateRequest.Status.FAILED),
+    "revoked": Q(decision=Peer.Decision.APPROVED, certificate_request__certificate__revoked_at__isnull=False),
+}
+
+
+def peers_listed(
+    user: AbstractBaseUser | AnonymousUser,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    fqdn: str | None = None,
+) -> QuerySet[Peer]:
+    """The API's list: the peers this user may see (their own; all for CA admins and auditors), newest first."""
+    peers = Peer.objects.select_related("owner", "certificate_request__certificate")
+    if not (is_ca_admin(user) or is_auditor(user)):
+        peers = peers.filter(owner_id=user.pk)
+    if status:
+        peers = peers.filter(PEER_STATUS_FILTERS[status])
+    if kind:
+        peers = peers.filter(kind=kind)
+    if fqdn:
+        peers = peers.filter(fqdn=fqdn)
+    return peers.order_by("-created_at", "-pk")
+
+
+def peer_seen_by(user: AbstractBaseUser | AnonymousUser, peer_id: int) -> Peer | None:
+    """The API's lookup: the peer if this user may see it, else None (the caller answers 404).
+
+    Owners see their own peers whatever their roles, so the roles (one more query) are looked up
+    only for a peer that is not the caller's, and then whether it exists or not: both misses cost the
+    same queries. (Peer ids are sequential and never reused, so that one exists is no secret anyway.)
+    """
+    peer = Peer.objects.select_related("owner", "certificate_request__certificate").filter(pk=peer_id).first()
+    if peer is not None and peer.owner_id == user.pk:
+        return peer
+    if not (is_ca_admin(user) or is_auditor(user)) or peer is None:
+        return None
     return peer
 
 
@@ -164,6 +223,11 @@ def renewal_note(peer: Peer) -> str:
     if certificate is None:
         return f"renewal of {old.fqdn} (peer {old.pk})"
     return f"renewal of {old.fqdn} (serial {certificate.serial}, valid until {certificate.not_after:%Y-%m-%d})"
+
+
+def peer_renewed_by(peer: Peer) -> Peer | None:
+    """The newest renewal of ``peer`` that was not rejected, whatever its state: what its page links to."""
+    return peer.renewals.exclude(decision=Peer.Decision.REJECTED).order_by("-pk").first()
 
 
 def live_renewal(peer: Peer) -> Peer | None:

@@ -59,8 +59,7 @@ def _require_admin(request: HttpRequest) -> User:
 @login_required
 def peer_list(request: HttpRequest) -> HttpResponse:
     """The signed-in user's own peers, newest first."""
-    peers = Peer.objects.filter(owner_id=request.user.pk).select_related("certificate_request__certificate")
-    return render(request, "enrollment/peer_list.html", {"peers": peers.order_by("-created_at")})
+    return render(request, "enrollment/peer_list.html", {"peers": selectors.peers_owned_by(_user(request))})
 
 
 @never_cache
@@ -111,7 +110,7 @@ def peer_detail(request: HttpRequest, peer_id: int) -> HttpResponse:
 def _renewal_context(peer: Peer, user: User) -> dict[str, object]:
     """What the peer page says about renewal: the Renew card, and links between old and new peers."""
     context: dict[str, object] = {
-        "renewed_by": peer.renewals.exclude(decision=Peer.Decision.REJECTED).order_by("-pk").first(),
+        "renewed_by": selectors.peer_renewed_by(peer),
         "renews_note": selectors.renewal_note(peer),
         "renew_card": False,
     }
