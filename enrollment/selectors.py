@@ -29,8 +29,8 @@ QUEUE_SORTS = {"newest": "-created_at", "oldest": "created_at", "fqdn": "fqdn", 
 
 
 def policy_get() -> SitePolicy:
-    policy, _ = SitePolicy.objects.get_or_create(pk=1)
-    return policy
+    """The site policy: its row once a CA admin has saved it, else the defaults (unsaved; nothing is written)."""
+    return SitePolicy.objects.filter(pk=1).first() or SitePolicy(pk=1)
 
 
 def self_approval_allowed(policy: SitePolicy) -> bool:
