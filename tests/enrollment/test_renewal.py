@@ -17,6 +17,7 @@ from bundles.services import bundle_download
 from ca_portal.settings import renewal_reminder_days
 from enrollment import selectors
 from enrollment.models import Peer, PortalKey, RenewalReminder
+from enrollment.selectors import policy_get
 from enrollment.services import (
     AUTO_RENEWAL_ACTOR,
     EnrollmentError,
@@ -27,7 +28,6 @@ from enrollment.services import (
     peer_reject,
     peer_renew,
     peer_revoke,
-    policy_get,
     policy_update,
     renewal_reminders_send,
     renewals_supersede,
@@ -450,14 +450,14 @@ def test_owners_without_an_address_get_nothing_and_nothing_is_recorded(laptop: P
 
 
 def test_a_mail_that_fails_is_sent_on_the_next_run(laptop: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from enrollment import services
+    from enrollment.services import reminders
 
     expiry = _certificate(laptop).not_after
 
     def smtp_down(*args: Any, **kwargs: Any) -> None:
         raise ConnectionRefusedError("smtp down")
 
-    monkeypatch.setattr(services, "send_mail", smtp_down)
+    monkeypatch.setattr(reminders, "send_mail", smtp_down)
     assert renewal_reminders_send(now=expiry - timedelta(days=3)) == 0
     assert not RenewalReminder.objects.exists()
     monkeypatch.undo()
