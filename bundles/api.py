@@ -11,7 +11,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.request import Request
 
-from bundles import services
+from bundles import selectors, services
 from bundles.models import BundleDownload
 from bundles.views import zip_response
 from core.api import ApiView, Refused, error_responses
@@ -39,7 +39,7 @@ class PeerBundleView(ApiView):
         peer = peer_get(request.user, id)  # 404 for peers the user cannot see
         user = request.user
         assert isinstance(user, User)
-        if not services.may_download(user, peer):
+        if not selectors.may_download(user, peer):
             # 404, not 403: whether a bundle exists is not for those who may not take it (and a
             # refusal must not depend on the peer existing; tests/test_authz_matrix.py).
             raise exceptions.NotFound("no bundle you may download")

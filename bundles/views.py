@@ -66,14 +66,14 @@ def bundle_page(request: HttpRequest, peer_id: int) -> HttpResponse:
     downloads = BundleDownload.objects.filter(bundle__peer=peer).select_related("user", "bundle").order_by("-at")[:10]
     waiting = ""
     if bundle is None:
-        waiting = services.bundle_render_blocker(peer)
+        waiting = selectors.bundle_render_blocker(peer)
     context = {
         "peer": peer,
         "bundle": bundle,
         "previous": previous,
         "files": selectors.previews(bundle, previous) if bundle is not None else [],
         "removed": selectors.removed_paths(bundle, previous) if bundle is not None else [],
-        "may_download": services.may_download(user, peer),
+        "may_download": selectors.may_download(user, peer),
         "portal_key": portal_key,
         "downloads": downloads,
         "waiting": waiting,
@@ -120,7 +120,7 @@ def link_redeem(request: HttpRequest, token: str) -> HttpResponse:
     user = _user(request)
     try:
         if request.method == "GET":
-            link = services.link_state(token, user)
+            link = selectors.link_state(token, user)
             response = render(request, "bundles/link_redeem.html", {"link": link, "peer": link.peer})
         else:
             response = zip_response(services.link_redeem(token=token, user=user, address=_address(request)))
@@ -138,16 +138,16 @@ def link_redeem(request: HttpRequest, token: str) -> HttpResponse:
 def gateway_page(request: HttpRequest) -> HttpResponse:
     if not is_ca_admin(request.user):
         raise PermissionDenied("only CA admins see the gateway")
-    profile = services.profile_get()
-    gateway = services.gateway_peer(profile)
+    profile = selectors.profile_get()
+    gateway = selectors.gateway_peer(profile)
     state = selectors.gateway_state(profile, gateway)
     context = {
         "profile": profile,
         "gateway": gateway,
         "state": state,
         "servers": Peer.objects.filter(kind=Peer.Kind.SERVER).order_by("fqdn"),
-        "stale": len(services.stale_peer_ids()),
-        "issued_clients": services.issued_client_fqdns(),
+        "stale": len(selectors.stale_peer_ids()),
+        "issued_clients": selectors.issued_client_fqdns(),
     }
     return render(request, "bundles/gateway.html", context)
 
@@ -158,7 +158,7 @@ def gateway_page(request: HttpRequest) -> HttpResponse:
 def profile_edit(request: HttpRequest) -> HttpResponse:
     if not is_ca_admin(request.user):
         raise PermissionDenied("only CA admins change the site profile")
-    profile = services.profile_get()
+    profile = selectors.profile_get()
     initial = {
         "gateway": profile.gateway_id,
         "ext_if": profile.ext_if,

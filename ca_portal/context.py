@@ -25,14 +25,14 @@ def portal(request: HttpRequest) -> dict[str, Any]:
 
 def _bundle_flags(admin: bool) -> dict[str, Any]:
     """The legacy-suite warning (every page) and, for CA admins, whether the gateway needs new files."""
-    from bundles import selectors, services
+    from bundles import selectors
 
-    profile = services.profile_get()
+    profile = selectors.profile_get()
     flags: dict[str, Any] = {"legacy_suite_warning": profile.legacy_allowed and profile.suite.startswith("legacy")}
     if admin:
         from authority.revocation import crl_health
 
-        flags["gateway_needs_update"] = selectors.gateway_state(profile, services.gateway_peer(profile)).needs_update
+        flags["gateway_needs_update"] = selectors.gateway_state(profile, selectors.gateway_peer(profile)).needs_update
         from authority.audit_watch import latest_check_failed
 
         flags["crl_warning"] = crl_health().warning
