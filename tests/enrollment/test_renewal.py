@@ -362,15 +362,16 @@ def test_bundles_render_while_a_client_gateway_is_being_renewed(
 
 
 def test_the_gateway_bundle_follows_a_renewed_gateway(gateway: Peer, admin: Any, second_admin: Any) -> None:
+    from bundles import selectors as bundle_selectors
     from bundles import services as bundle_services
 
     bundle_services.profile_update(actor=admin, gateway_id=gateway.pk)
     renewal = _issued(_renew(gateway, admin).peer, second_admin)
-    assert bundle_services.gateway_peer(bundle_services.profile_get()) == gateway  # the old one until superseded
+    assert bundle_selectors.gateway_peer(bundle_selectors.profile_get()) == gateway  # the old one until superseded
 
     Certificate.objects.filter(pk=gateway.certificate_request.certificate.pk).update(revoked_at=timezone.now())
 
-    assert bundle_services.gateway_peer(bundle_services.profile_get()) == renewal
+    assert bundle_selectors.gateway_peer(bundle_selectors.profile_get()) == renewal
 
 
 # --- reminders --------------------------------------------------------------------------------------
