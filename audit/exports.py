@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connections
-from django.db.models import Case, CharField, F, Func, Value, When
+from django.db.models import Case, CharField, F, Func, QuerySet, Value, When
 from django.utils import timezone
 
 from audit.selectors import EXPORT_CHUNK, InventoryFilters, inventory_filtered, inventory_ordering, with_row_columns
+from authority.models import Certificate
 
 EXPORT_COLUMNS = [
     "serial",
@@ -54,21 +55,25 @@ def _export_time(column: str, vendor: str) -> Any:
     return F(column)
 
 
-def _export_rows(filters: InventoryFilters, now: datetime) -> Iterator[tuple[Any, ...]]:
-    """Every match as a tuple in EXPORT_COLUMNS order, read in chunks; the status comes from SQL."""
-    certificates = with_row_columns(inventory_filtered(filters, now=now))
-    vendor = connections[certificates.db].vendor
-    status = Case(
+def status_expression(now: datetime) -> Case:
+    """``certificate_status`` in SQL: revoked wins over expired, as on the pages and in the API."""
+    return Case(
         When(revoked_at__isnull=False, then=Value("revoked")),
         When(not_after__lte=now, then=Value("expired")),
         default=Value("valid"),
         output_field=CharField(),
     )
+
+
+def _export_rows(certificates: QuerySet[Certificate], ordering: list[Any], now: datetime) -> Iterator[tuple[Any, ...]]:
+    """Every certificate of the query as a tuple in EXPORT_COLUMNS order, read in chunks."""
+    certificates = with_row_columns(certificates)
+    vendor = connections[certificates.db].vendor
     times = {f"{column}_text": _export_time(column, vendor) for column in EXPORT_TIMES}
     columns = [f"{column}_text" if column in EXPORT_TIMES else column for column in EXPORT_COLUMNS]
     query = (
-        certificates.annotate(status=status, **times)
-        .order_by(*inventory_ordering(filters))
+        certificates.annotate(status=status_expression(now), **times)
+        .order_by(*ordering)
         .values_list(*columns)
         .iterator(chunk_size=EXPORT_CHUNK)
     )
@@ -110,11 +115,17 @@ def _batched(lines: Iterable[str], size: int = 500) -> Iterator[str]:
 def export_csv(filters: InventoryFilters, *, now: datetime | None = None) -> Iterator[str]:
     """A header row, then one row per match; streamed in pieces of 500 rows."""
     now = now or timezone.now()
+    return certificates_csv(inventory_filtered(filters, now=now), inventory_ordering(filters), now=now)
+
+
+def certificates_csv(certificates: QuerySet[Certificate], ordering: list[Any], *, now: datetime) -> Iterator[str]:
+    """The CSV of any set of certificates: the inventory page's export and the API's ``format=csv``
+    write the same columns with the same status, owner and time formats."""
     writer = csv.writer(_Echo())
 
     def lines() -> Iterator[str]:
         yield writer.writerow(EXPORT_COLUMNS)
-        for values in _export_rows(filters, now):
+        for values in _export_rows(certificates, ordering, now):
             yield writer.writerow([_cell(value) for value in values])
 
     return _batched(lines())
@@ -128,7 +139,7 @@ def export_json(filters: InventoryFilters, *, now: datetime | None = None) -> It
     def lines() -> Iterator[str]:
         yield "["
         separator = "\n"
-        for values in _export_rows(filters, now):
+        for values in _export_rows(inventory_filtered(filters, now=now), inventory_ordering(filters), now):
             yield separator + encode(dict(zip(EXPORT_COLUMNS, values, strict=True)))
             separator = ",\n"
         yield "\n]\n"

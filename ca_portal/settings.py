@@ -228,7 +228,7 @@ SPECTACULAR_SETTINGS = {
     # Two response fields are both called "status" with different values: name their enums.
     "ENUM_NAME_OVERRIDES": {
         "PeerStatusEnum": "enrollment.serializers.PEER_STATUSES",
-        "CertificateStatusEnum": "authority.api.CERTIFICATE_STATUSES",
+        "CertificateStatusEnum": "audit.api.CERTIFICATE_STATUSES",
     },
 }
 

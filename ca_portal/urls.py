@@ -11,6 +11,7 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("v1/", include("authority.api")),
     path("v1/", include("enrollment.api")),
     path("v1/", include("bundles.api")),
+    path("v1/", include("audit.api")),
 ]
 
 urlpatterns = [

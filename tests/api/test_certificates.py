@@ -18,7 +18,11 @@ from tests.api.conftest import ANY_FQDN_CSR, register, token_client
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/certificates"
-COLUMNS = ["serial", "fqdn", "not_before", "not_after", "fingerprint_sha256", "issued_at", "status", "owner"]
+# The inventory page's export columns: the API's CSV writes the same (review, usability 1).
+COLUMNS = [
+    "serial", "fqdn", "kind", "owner", "status", "not_before", "not_after", "issued_at", "revoked_at",
+    "revocation_reason", "fingerprint_sha256", "peer_id",
+]  # fmt: skip
 
 
 def _issue(owner: Any, approver: Any, **options: Any) -> Certificate:
@@ -138,3 +142,36 @@ def test_it_defuses_spreadsheet_formulas_in_csv(ca: CertificateAuthority, django
     rows = _csv(token_client(admin).get(URL, {"format": "csv"}))
 
     assert rows[1][COLUMNS.index("owner")] == "'+cmd"
+
+
+def test_a_revoked_certificate_is_revoked_in_json_and_csv(
+    alices: Certificate, mallorys: Certificate, admin: Any
+) -> None:
+    from authority.revocation import certificate_revoke
+
+    certificate_revoke(certificate_id=mallorys.pk, reason="keyCompromise", actor=admin)
+    client = token_client(admin)
+
+    listed = {row["serial"]: row["status"] for row in client.get(URL).json()["results"]}
+    rows = _csv(client.get(URL, {"format": "csv"}))
+    exported = {row[0]: dict(zip(COLUMNS, row, strict=True)) for row in rows[1:]}
+
+    assert listed == {alices.serial: "valid", mallorys.serial: "revoked"}
+    assert exported[mallorys.serial]["status"] == "revoked"
+    assert exported[mallorys.serial]["revocation_reason"] == "keyCompromise"
+    assert exported[alices.serial]["status"] == "valid"
+
+
+def test_the_api_csv_is_the_inventory_export(alices: Certificate, mallorys: Certificate, admin: Any) -> None:
+    """Same columns, same rows, same cells, newest first: one definition for both."""
+    from tests.conftest import login
+
+    api = b"".join(token_client(admin).get(URL, {"format": "csv"}).streaming_content)
+    from django.test import Client
+
+    page_client = Client()
+    login(page_client, admin)
+    page = page_client.get("/audit/certificates/export.csv")
+
+    assert page.status_code == 200
+    assert api == b"".join(page.streaming_content)
