@@ -306,6 +306,7 @@ CELERY_TASK_ROUTES = {
     "enrollment.peer_key_generate": {"queue": "signer"},  # keys are made in the signer pool, never on the web
     "authority.crl_publish": {"queue": "signer"},  # CRLs are signed with the CA key
     "authority.crl_renew_if_due": {"queue": "signer"},
+    "authority.signer_heartbeat": {"queue": "signer"},  # proves that a signer takes its queue (/readyz)
 }
 CELERY_TASK_TIME_LIMIT = 5 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 60
@@ -327,6 +328,8 @@ CELERY_BEAT_SCHEDULE = {
     "check-audit-chain": {"task": "authority.audit_check", "schedule": 3600.0},
     "supersede-renewed": {"task": "enrollment.renewals_supersede", "schedule": 3600.0},
     "renewal-reminders": {"task": "enrollment.renewal_reminders_send", "schedule": 3600.0},
+    # A beat nobody took within a minute is worth nothing: a signer back after an outage skips it.
+    "signer-heartbeat": {"task": "authority.signer_heartbeat", "schedule": 30.0, "options": {"expires": 60}},
 }
 
 LOGGING = {
