@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from core.env import env_bool, env_int, env_list, env_path, env_str
+from core.env import env_bool, env_choice, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("CA_PORTAL_VAR_DIR", BASE_DIR / "var")
@@ -72,6 +72,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.logs.RequestContext",  # first: a request id for every line logged about the request
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.content_security_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -332,10 +333,24 @@ CELERY_BEAT_SCHEDULE = {
     "signer-heartbeat": {"task": "authority.signer_heartbeat", "schedule": 30.0, "options": {"expires": 60}},
 }
 
+# --- operations: logs, metrics --------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, request_id, user, peer_id).
+# Both formats cut one-time link tokens and credentials out of every line (core/logs.py).
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "formatters": {
+        "plain": {"()": "core.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Django's own handlers (its DEBUG console, runserver's request lines) would write unredacted
+    # lines: they go, and everything under "django" reaches the root's handler instead.
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
+# Celery replaces the root logger's handlers in its workers unless told not to: JSON lines would
+# stop there. (Plain lines keep Celery's own format in the workers, which log no URLs.)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"

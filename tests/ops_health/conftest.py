@@ -44,7 +44,9 @@ def no_log_handlers_leak() -> Iterator[None]:
     saved = {name: list(logging.getLogger(name).handlers) for name in ("gunicorn.error", "gunicorn.access")}
     yield
     for name, handlers in saved.items():
-        logging.getLogger(name).handlers = handlers
+        log = logging.getLogger(name)
+        for handler in [h for h in log.handlers if h not in handlers]:
+            log.removeHandler(handler)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -15,7 +15,9 @@ from authority.models import SignerHeartbeat
 
 
 def test_beat_sends_it_to_the_signer_queue_every_30_seconds() -> None:
-    entries = [entry for entry in settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == task_names.SIGNER_HEARTBEAT]
+    entries = [
+        entry for entry in settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == task_names.SIGNER_HEARTBEAT
+    ]
 
     assert len(entries) == 1
     assert entries[0]["schedule"] == 30.0

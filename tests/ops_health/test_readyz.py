@@ -157,7 +157,7 @@ def test_a_redis_that_refuses_fails_at_once() -> None:
     app = Celery("probe", broker="redis://127.0.0.1:9/0", set_as_current=False)  # discard port: refused
     started = time.monotonic()
 
-    with pytest.raises(Exception, match="(?i)connect|refused"):
+    with pytest.raises(Exception, match=r"(?i)connect|refused"):
         health._probe_broker(app)
 
     assert time.monotonic() - started < 2
@@ -197,9 +197,7 @@ def test_readyz_takes_only_get(client: Client, admin: Any) -> None:
 # --- /healthz ------------------------------------------------------------------------------------
 
 
-def test_healthz_answers_while_the_database_does_not(
-    monkeypatch: pytest.MonkeyPatch, client: Client, db: Any
-) -> None:
+def test_healthz_answers_while_the_database_does_not(monkeypatch: pytest.MonkeyPatch, client: Client, db: Any) -> None:
     def down(*args: Any, **kwargs: Any) -> None:
         raise DatabaseError("connection refused")
 
