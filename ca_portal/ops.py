@@ -10,12 +10,19 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from authority import health as authority_health
-from core import health
+from authority import metrics as authority_metrics
+from bundles import metrics as bundles_metrics
+from core import health, metrics
+
+METRIC_SOURCES: tuple[tuple[str, metrics.Source], ...] = (
+    ("authority", authority_metrics.collect),
+    ("bundles", bundles_metrics.collect),
+)
 
 
 def readiness_checks() -> list[tuple[str, health.CheckFunction]]:
@@ -32,3 +39,16 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in results},
     }
     return JsonResponse(body, status=200 if ready else 503)
+
+
+@require_GET
+@never_cache
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    access = metrics.metrics_access(request)
+    if access is metrics.Access.NOT_FOUND:
+        raise Http404("no such page")
+    if access is metrics.Access.UNAUTHORIZED:
+        response = HttpResponse("a bearer token is needed\n", status=401, content_type="text/plain; charset=utf-8")
+        response["WWW-Authenticate"] = 'Bearer realm="ca_portal metrics"'
+        return response
+    return HttpResponse(metrics.render(METRIC_SOURCES), content_type=metrics.CONTENT_TYPE)

@@ -7,6 +7,7 @@ the var dir (mode 0600), exactly like the CA key passphrase file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.logs.RequestContext",  # first: a request id for every line logged about the request
+    "core.metrics.count_requests",  # every response, whichever middleware made it
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.content_security_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -354,3 +356,36 @@ LOGGING = {
 # Celery replaces the root logger's handlers in its workers unless told not to: JSON lines would
 # stop there. (Plain lines keep Celery's own format in the workers, which log no URLs.)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
+
+# Process counters of the web processes (gunicorn workers), one file per process, added up when
+# /metrics is scraped (core/metrics.py). Set before anything imports prometheus_client.
+METRICS_DIR = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")))
+METRICS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _metrics_token_file() -> Path | None:
+    raw = os.environ.get("METRICS_TOKEN_FILE", "")
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise ImproperlyConfigured(f"METRICS_TOKEN_FILE names {raw!r}, which is not a file")
+    return path
+
+
+def _metrics_addresses() -> list[str]:
+    addresses = env_list("METRICS_ALLOWED_ADDRESSES", [])
+    for address in addresses:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"METRICS_ALLOWED_ADDRESSES must be a comma list of addresses or networks, got {address!r}"
+            ) from None
+    return addresses
+
+
+# /metrics answers `Authorization: Bearer <the file's content>`, or a scraper connecting directly
+# from one of these addresses (never a request forwarded by a proxy). Neither set: /metrics is a 404.
+METRICS_TOKEN_FILE = _metrics_token_file()
+METRICS_ALLOWED_ADDRESSES = _metrics_addresses()

@@ -26,6 +26,7 @@ urlpatterns = [
     path("ca/", authority_views.ca_detail, name="ca-detail"),
     path("healthz", authority_views.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics_view, name="metrics"),
     path("peers/", include("enrollment.urls")),
     path("bundles/", include("bundles.urls")),
     path("audit/", include("audit.urls")),
