@@ -135,3 +135,15 @@ def _wait_ready(url: str, log: Path, *, timeout: float = 60) -> Any:
             return body
         time.sleep(0.5)
     raise AssertionError(f"not ready: {body}\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def test_the_broker_check_pings_a_real_redis() -> None:
+    from celery import Celery
+
+    from core import health
+    from tests.integration.stack import REDIS_BASE
+
+    started = time.monotonic()
+    health._probe_broker(Celery("probe", broker=f"{REDIS_BASE}/13", set_as_current=False))
+
+    assert time.monotonic() - started < 2
