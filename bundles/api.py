@@ -7,15 +7,15 @@ from django.http import HttpResponse
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.request import Request
 
 from bundles import services
 from bundles.models import BundleDownload
 from bundles.views import zip_response
-from core.api import ApiView, Refused, error_responses
-from enrollment.api import PEER_ID, peer_get
+from core.api import ApiView, error_responses, object_id
+from enrollment.api import PEER_ID
+from enrollment.models import Peer
 
 
 class PeerBundleView(ApiView):
@@ -36,30 +36,25 @@ class PeerBundleView(ApiView):
         },
     )
     def get(self, request: Request, id: str) -> HttpResponse:
-        peer = peer_get(request.user, id)  # 404 for peers the user cannot see
         user = request.user
         assert isinstance(user, User)
-        if not services.may_download(user, peer):
+        by_token = isinstance(request.successful_authenticator, TokenAuthentication)
+        download = services.bundle_download(
+            peer_id=object_id(id),
+            user=user,
+            address=request.META.get("REMOTE_ADDR") or None,
+            via=BundleDownload.Via.API,
+            release_key=by_token,
             # 404, not 403: whether a bundle exists is not for those who may not take it (and a
             # refusal must not depend on the peer existing; tests/test_authz_matrix.py).
-            raise exceptions.NotFound("no bundle you may download")
-        by_token = isinstance(request.successful_authenticator, TokenAuthentication)
-        try:
-            download = services.bundle_download(
-                peer_id=peer.pk,
-                user=user,
-                address=request.META.get("REMOTE_ADDR") or None,
-                via=BundleDownload.Via.API,
-                release_key=by_token,
-            )
-        except services.BundleError as exc:
-            raise Refused(str(exc), status_code=exc.status) from None
+            refusal=services.Refusal.NOT_FOUND,
+        )
         response = zip_response(download)
         if download.with_key:
             state = "included"
         elif download.key_was_delivered_before:
             state = "delivered-before"
-        elif peer.key_source == peer.KeySource.PORTAL and not by_token:
+        elif download.peer.key_source == Peer.KeySource.PORTAL and not by_token:
             state = "withheld"
         else:
             state = "none"

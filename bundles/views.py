@@ -6,6 +6,11 @@ and a state change must never hang on a GET that another site can trigger.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import fields
+from functools import wraps
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeAlias
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -20,8 +25,12 @@ from bundles.archive import content_disposition
 from bundles.forms import SiteProfileForm, services_to_text
 from bundles.models import BundleDownload
 from core.roles import is_ca_admin
-from enrollment import selectors as peer_selectors
-from enrollment.models import Peer, PortalKey
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+P = ParamSpec("P")
+View: TypeAlias = Callable[Concatenate[HttpRequest, P], HttpResponse]
 
 # Pages that show or carry a link token hold forms (download, sign out). "no-referrer" would make the
 # browser send `Origin: null` with those POSTs, which Django's CSRF check rightly refuses;
@@ -38,6 +47,11 @@ def _address(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def _context(page: DataclassInstance) -> dict[str, Any]:
+    """A selector's page (a dataclass) as a template context, field by field (no copies, unlike asdict)."""
+    return {field.name: getattr(page, field.name) for field in fields(page)}
+
+
 def zip_response(download: services.Download) -> HttpResponse:
     response = HttpResponse(download.data, content_type="application/zip")
     response["Content-Disposition"] = content_disposition(download.bundle.peer.fqdn)
@@ -49,65 +63,69 @@ def zip_response(download: services.Download) -> HttpResponse:
     return response
 
 
-def _error_page(request: HttpRequest, exc: services.BundleError, peer: Peer | None = None) -> HttpResponse:
-    return render(request, "bundles/error.html", {"message": str(exc), "peer": peer}, status=exc.status)
+def _refusal_pages(view: View[P]) -> View[P]:
+    """The bundle pages show a service's refusal on their own error page, with the way back to the
+    peer's bundle page when the refusal names one. A 404 is the site's "not found" page, as for any
+    peer the user does not see."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, /, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except services.BundleError as exc:
+            if exc.status == 404:
+                raise Http404(str(exc)) from None
+            context = {"message": str(exc), "peer": exc.peer}
+            return render(request, "bundles/error.html", context, status=exc.status)
+
+    return wrapped
+
+
+def _link_pages(view: View[P]) -> View[P]:
+    """Every page of a view that carries a one-time link's token in its URL (not the zip, which says
+    "no-referrer" itself) keeps the token from other sites."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, /, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        if response.get("Content-Type") != "application/zip":
+            response["Referrer-Policy"] = LINK_PAGE_REFERRER_POLICY
+        return response
+
+    return wrapped
 
 
 @require_GET
 @login_required
 def bundle_page(request: HttpRequest, peer_id: int) -> HttpResponse:
     """Every file of the latest version, what changed since the previous one, and the download."""
-    user = _user(request)
-    peer = peer_selectors.peer_for_user(user, peer_id)
-    versions = selectors.bundle_versions(peer)
-    bundle = versions[0] if versions else None
-    previous = versions[1] if len(versions) > 1 else None
-    portal_key = PortalKey.objects.filter(peer=peer).first()
-    downloads = BundleDownload.objects.filter(bundle__peer=peer).select_related("user", "bundle").order_by("-at")[:10]
-    waiting = ""
-    if bundle is None:
-        waiting = services.bundle_render_blocker(peer)
-    context = {
-        "peer": peer,
-        "bundle": bundle,
-        "previous": previous,
-        "files": selectors.previews(bundle, previous) if bundle is not None else [],
-        "removed": selectors.removed_paths(bundle, previous) if bundle is not None else [],
-        "may_download": services.may_download(user, peer),
-        "portal_key": portal_key,
-        "downloads": downloads,
-        "waiting": waiting,
-    }
-    return render(request, "bundles/bundle.html", context)
+    page = selectors.bundle_page(_user(request), peer_id)  # 404 for peers the user does not see
+    return render(request, "bundles/bundle.html", _context(page))
 
 
 @never_cache
 @require_POST
 @login_required
+@_refusal_pages
 def bundle_download(request: HttpRequest, peer_id: int) -> HttpResponse:
-    user = _user(request)
-    peer = peer_selectors.peer_for_user(user, peer_id)  # 404 for other users' peers
-    try:
-        download = services.bundle_download(
-            peer_id=peer.pk, user=user, address=_address(request), via=BundleDownload.Via.PAGE
-        )
-    except services.BundleError as exc:
-        return _error_page(request, exc, peer)
+    download = services.bundle_download(
+        peer_id=peer_id,
+        user=_user(request),
+        address=_address(request),
+        via=BundleDownload.Via.PAGE,
+        refusal=services.Refusal.HIDE_UNSEEN,  # 404 for other users' peers, as their pages
+    )
     return zip_response(download)
 
 
 @never_cache
 @require_POST
 @login_required
+@_refusal_pages
 def link_create(request: HttpRequest, peer_id: int) -> HttpResponse:
-    user = _user(request)
-    peer = peer_selectors.peer_for_user(user, peer_id)
-    try:
-        token, link = services.link_create(peer_id=peer.pk, user=user)
-    except services.BundleError as exc:
-        return _error_page(request, exc, peer)
+    token, link = services.link_create(peer_id=peer_id, user=_user(request), refusal=services.Refusal.HIDE_UNSEEN)
     url = request.build_absolute_uri(f"/bundles/link/{token}/")
-    response = render(request, "bundles/link_created.html", {"peer": peer, "url": url, "link": link})
+    response = render(request, "bundles/link_created.html", {"peer": link.peer, "url": url, "link": link})
     response["Referrer-Policy"] = LINK_PAGE_REFERRER_POLICY
     return response
 
@@ -115,22 +133,15 @@ def link_create(request: HttpRequest, peer_id: int) -> HttpResponse:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
+@_link_pages
+@_refusal_pages
 def link_redeem(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows what the link gives (no state change); POST redeems it once."""
     user = _user(request)
-    try:
-        if request.method == "GET":
-            link = services.link_state(token, user)
-            response = render(request, "bundles/link_redeem.html", {"link": link, "peer": link.peer})
-        else:
-            response = zip_response(services.link_redeem(token=token, user=user, address=_address(request)))
-    except services.BundleError as exc:
-        if exc.status == 404:
-            raise Http404(str(exc)) from None
-        response = _error_page(request, exc)
-    if not isinstance(response, HttpResponse) or response.get("Content-Type") != "application/zip":
-        response["Referrer-Policy"] = LINK_PAGE_REFERRER_POLICY
-    return response
+    if request.method == "GET":
+        link = selectors.link_state(token, user)
+        return render(request, "bundles/link_redeem.html", {"link": link, "peer": link.peer})
+    return zip_response(services.link_redeem(token=token, user=user, address=_address(request)))
 
 
 @require_GET
@@ -138,18 +149,8 @@ def link_redeem(request: HttpRequest, token: str) -> HttpResponse:
 def gateway_page(request: HttpRequest) -> HttpResponse:
     if not is_ca_admin(request.user):
         raise PermissionDenied("only CA admins see the gateway")
-    profile = services.profile_get()
-    gateway = services.gateway_peer(profile)
-    state = selectors.gateway_state(profile, gateway)
-    context = {
-        "profile": profile,
-        "gateway": gateway,
-        "state": state,
-        "servers": Peer.objects.filter(kind=Peer.Kind.SERVER).order_by("fqdn"),
-        "stale": len(services.stale_peer_ids()),
-        "issued_clients": services.issued_client_fqdns(),
-    }
-    return render(request, "bundles/gateway.html", context)
+    overview = selectors.gateway_overview()
+    return render(request, "bundles/gateway.html", _context(overview))
 
 
 @never_cache
@@ -158,7 +159,7 @@ def gateway_page(request: HttpRequest) -> HttpResponse:
 def profile_edit(request: HttpRequest) -> HttpResponse:
     if not is_ca_admin(request.user):
         raise PermissionDenied("only CA admins change the site profile")
-    profile = services.profile_get()
+    profile = selectors.profile_get()
     initial = {
         "gateway": profile.gateway_id,
         "ext_if": profile.ext_if,

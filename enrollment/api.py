@@ -10,16 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
 from django.urls import path
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from authority.models import CertificateRequest
 from core.api import ApiListView, ApiView, Refused, body, error_responses, object_id, query
 from core.roles import is_auditor, is_ca_admin
+from enrollment import selectors
 from enrollment.models import Peer
 from enrollment.serializers import (
     PeerApproveSerializer,
@@ -37,60 +36,12 @@ from enrollment.services import peer_approve, peer_register_full, peer_reject, p
 PEER_ID = OpenApiParameter(
     "id", {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}, OpenApiParameter.PATH, description="the peer's id"
 )
-_IN_FLIGHT = [CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING]
-_STATUS_FILTERS = {
-    "pending": Q(decision=Peer.Decision.PENDING),
-    "rejected": Q(decision=Peer.Decision.REJECTED),
-    "approved": Q(decision=Peer.Decision.APPROVED)
-    & (Q(certificate_request__isnull=True) | Q(certificate_request__status__in=_IN_FLIGHT)),
-    "issued": Q(
-        decision=Peer.Decision.APPROVED,
-        certificate_request__status=CertificateRequest.Status.ISSUED,
-        certificate_request__certificate__revoked_at__isnull=True,
-    ),
-    "failed": Q(decision=Peer.Decision.APPROVED, certificate_request__status=CertificateRequest.Status.FAILED),
-    "revoked": Q(decision=Peer.Decision.APPROVED, certificate_request__certificate__revoked_at__isnull=False),
-}
-
-
-# --- selectors -------------------------------------------------------------------------------
-
-
-def peers_visible_to(user: Any) -> QuerySet[Peer]:
-    peers = Peer.objects.select_related("owner", "certificate_request__certificate")
-    if is_ca_admin(user) or is_auditor(user):
-        return peers
-    return peers.filter(owner_id=user.pk)
-
-
-def peer_list(
-    user: Any, *, status: str | None = None, kind: str | None = None, fqdn: str | None = None
-) -> QuerySet[Peer]:
-    peers = peers_visible_to(user)
-    if status:
-        peers = peers.filter(_STATUS_FILTERS[status])
-    if kind:
-        peers = peers.filter(kind=kind)
-    if fqdn:
-        peers = peers.filter(fqdn=fqdn)
-    return peers.order_by("-created_at", "-pk")
 
 
 def peer_get(user: Any, raw_id: str) -> Peer:
-    """The peer if this user may see it; 404 otherwise, so ids of other people's peers leak nothing.
-
-    Owners see their own peers whatever their roles, so the roles (one more query) are looked up
-    only for a peer that is not the caller's, and then whether it exists or not: both 404s cost the
-    same queries. (Peer ids are sequential and never reused, so that one exists is no secret anyway.)
-    """
-    peer_id = object_id(raw_id)
-    try:
-        peer = Peer.objects.select_related("owner", "certificate_request__certificate").get(pk=peer_id)
-    except Peer.DoesNotExist:
-        peer = None
-    if peer is not None and peer.owner_id == user.pk:
-        return peer
-    if not (is_ca_admin(user) or is_auditor(user)) or peer is None:
+    """The peer if this user may see it; 404 otherwise, so ids of other people's peers leak nothing."""
+    peer = selectors.peer_seen_by(user, object_id(raw_id))
+    if peer is None:
         raise exceptions.NotFound("no such peer")
     return peer
 
@@ -132,7 +83,7 @@ class PeerListView(ApiListView):
         responses={200: PeerSerializer(many=True), **error_responses(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
-        peers = peer_list(request.user, **query(PeerFilterSerializer, request))
+        peers = selectors.peers_listed(request.user, **query(PeerFilterSerializer, request))
         page = self.paginate_queryset(peers)
         return self.get_paginated_response(PeerSerializer(page, many=True).data)
 

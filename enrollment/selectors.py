@@ -1,18 +1,21 @@
-"""Reads with scoping: every object lookup for a person goes through here (404 for what is not theirs)."""
+"""Reads: the site policy, peers and their renewals, with scoping (every object lookup for a person
+goes through here: 404 for what is not theirs). Nothing here writes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import User
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from authority.models import Certificate, CertificateRequest
 from authority.services import active_ca
-from core.roles import is_auditor, is_ca_admin
+from core.roles import CA_ADMIN, is_auditor, is_ca_admin
 from enrollment.models import Peer, SitePolicy
 from pki.csr import vet_csr
 from pki.errors import PkiError
@@ -20,6 +23,42 @@ from pki.est import csr_public_key_der
 from pki.keys import describe_key
 
 QUEUE_SORTS = {"newest": "-created_at", "oldest": "created_at", "fqdn": "fqdn", "owner": "owner__username"}
+
+
+# --- site policy ---------------------------------------------------------------------------------
+
+
+def policy_get() -> SitePolicy:
+    """The site policy: its row once a CA admin has saved it, else the defaults (unsaved; nothing is written)."""
+    return SitePolicy.objects.filter(pk=1).first() or SitePolicy(pk=1)
+
+
+def self_approval_allowed(policy: SitePolicy) -> bool:
+    """Only a one-admin site may approve its own requests, and only when the policy says so."""
+    if not policy.allow_self_approval:
+        return False
+    admins = User.objects.filter(Q(is_superuser=True) | Q(groups__name=CA_ADMIN), is_active=True).distinct()
+    return admins.count() == 1
+
+
+# --- peers ---------------------------------------------------------------------------------------
+
+
+def peer_fresh(peer_id: int) -> Peer:
+    """The peer as committed, with what pages and the API show of it, in one query."""
+    return Peer.objects.select_related("owner", "decided_by", "certificate_request__certificate").get(pk=peer_id)
+
+
+def certificate_of(peer: Peer) -> Certificate | None:
+    """The peer's certificate, if one was issued (from what was loaded with the peer)."""
+    request = peer.certificate_request
+    return getattr(request, "certificate", None) if request is not None else None
+
+
+def peers_owned_by(user: User) -> QuerySet[Peer]:
+    """The user's own peers, newest first, for their list."""
+    peers = Peer.objects.filter(owner_id=user.pk).select_related("certificate_request__certificate")
+    return peers.order_by("-created_at")
 
 
 def peers_visible_to(user: User) -> QuerySet[Peer]:
@@ -33,6 +72,58 @@ def peer_for_user(user: User, peer_id: int) -> Peer:
     peer = peers_visible_to(user).filter(pk=peer_id).first()
     if peer is None:
         raise Http404("no such peer")
+    return peer
+
+
+# The API's status filter: the statuses of ``Peer.status`` as queries.
+_IN_FLIGHT = [CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING]
+PEER_STATUS_FILTERS = {
+    "pending": Q(decision=Peer.Decision.PENDING),
+    "rejected": Q(decision=Peer.Decision.REJECTED),
+    "approved": Q(decision=Peer.Decision.APPROVED)
+    & (Q(certificate_request__isnull=True) | Q(certificate_request__status__in=_IN_FLIGHT)),
+    "issued": Q(
+        decision=Peer.Decision.APPROVED,
+        certificate_request__status=CertificateRequest.Status.ISSUED,
+        certificate_request__certificate__revoked_at__isnull=True,
+    ),
+    "failed": Q(decision=Peer.Decision.APPROVED, certificate_request__status=CertificateRequest.Status.FAILED),
+    "revoked": Q(decision=Peer.Decision.APPROVED, certificate_request__certificate__revoked_at__isnull=False),
+}
+
+
+def peers_listed(
+    user: AbstractBaseUser | AnonymousUser,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    fqdn: str | None = None,
+) -> QuerySet[Peer]:
+    """The API's list: the peers this user may see (their own; all for CA admins and auditors), newest first."""
+    peers = Peer.objects.select_related("owner", "certificate_request__certificate")
+    if not (is_ca_admin(user) or is_auditor(user)):
+        peers = peers.filter(owner_id=user.pk)
+    if status:
+        peers = peers.filter(PEER_STATUS_FILTERS[status])
+    if kind:
+        peers = peers.filter(kind=kind)
+    if fqdn:
+        peers = peers.filter(fqdn=fqdn)
+    return peers.order_by("-created_at", "-pk")
+
+
+def peer_seen_by(user: AbstractBaseUser | AnonymousUser, peer_id: int) -> Peer | None:
+    """The API's lookup: the peer if this user may see it, else None (the caller answers 404).
+
+    Owners see their own peers whatever their roles, so the roles (one more query) are looked up
+    only for a peer that is not the caller's, and then whether it exists or not: both misses cost the
+    same queries. (Peer ids are sequential and never reused, so that one exists is no secret anyway.)
+    """
+    peer = Peer.objects.select_related("owner", "certificate_request__certificate").filter(pk=peer_id).first()
+    if peer is not None and peer.owner_id == user.pk:
+        return peer
+    if not (is_ca_admin(user) or is_auditor(user)) or peer is None:
+        return None
     return peer
 
 
@@ -128,11 +219,53 @@ def renewal_note(peer: Peer) -> str:
     old = peer.renews
     if old is None:
         return ""
-    request = old.certificate_request
-    certificate = getattr(request, "certificate", None) if request is not None else None
+    certificate = certificate_of(old)
     if certificate is None:
         return f"renewal of {old.fqdn} (peer {old.pk})"
     return f"renewal of {old.fqdn} (serial {certificate.serial}, valid until {certificate.not_after:%Y-%m-%d})"
+
+
+def peer_renewed_by(peer: Peer) -> Peer | None:
+    """The newest renewal of ``peer`` that was not rejected, whatever its state: what its page links to."""
+    return peer.renewals.exclude(decision=Peer.Decision.REJECTED).order_by("-pk").first()
+
+
+def live_renewal(peer: Peer) -> Peer | None:
+    """The renewal of ``peer`` that is under way or done (not rejected, not retired, signing not failed)."""
+    return (
+        Peer.objects.filter(renews=peer, retired_at__isnull=True)
+        .exclude(decision=Peer.Decision.REJECTED)
+        .exclude(certificate_request__status=CertificateRequest.Status.FAILED)
+        .select_related("certificate_request__certificate")
+        .order_by("-pk")
+        .first()
+    )
+
+
+def renewal_blocker(peer: Peer, *, now: datetime | None = None) -> str:
+    """Why ``peer`` cannot be renewed now ("" if it can). Renewals happen before expiry, once at a time."""
+    if peer.retired_at is not None or peer.status == "revoked":
+        return f"this certificate is revoked; register {peer.fqdn} again for a new one"
+    if peer.status != "issued":
+        return f"only an issued certificate can be renewed; this peer is {peer.progress}"
+    certificate = certificate_of(peer)
+    moment = now or timezone.now()
+    if certificate is None:  # issued without a certificate: never, but the type checker cannot know
+        return "this peer has no certificate to renew"
+    if certificate.not_after <= moment:
+        return (
+            f"the certificate expired on {certificate.not_after:%Y-%m-%d %H:%M} UTC; renewals happen before expiry. "
+            f"Revoke this peer (reason cessationOfOperation) and register {peer.fqdn} again."
+        )
+    renewal = live_renewal(peer)
+    if renewal is not None:
+        return f"{peer.fqdn} is already being renewed (peer {renewal.pk}, {renewal.progress})"
+    return ""
+
+
+def renewal_reminder_thresholds() -> tuple[int, ...]:
+    """RENEWAL_REMINDER_DAYS, largest first (the setting is parsed and checked at start-up)."""
+    return tuple(sorted(settings.RENEWAL_REMINDER_DAYS, reverse=True))
 
 
 # --- EST (RFC 7030) -------------------------------------------------------------------------

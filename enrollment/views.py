@@ -59,8 +59,7 @@ def _require_admin(request: HttpRequest) -> User:
 @login_required
 def peer_list(request: HttpRequest) -> HttpResponse:
     """The signed-in user's own peers, newest first."""
-    peers = Peer.objects.filter(owner_id=request.user.pk).select_related("certificate_request__certificate")
-    return render(request, "enrollment/peer_list.html", {"peers": peers.order_by("-created_at")})
+    return render(request, "enrollment/peer_list.html", {"peers": selectors.peers_owned_by(_user(request))})
 
 
 @never_cache
@@ -111,7 +110,7 @@ def peer_detail(request: HttpRequest, peer_id: int) -> HttpResponse:
 def _renewal_context(peer: Peer, user: User) -> dict[str, object]:
     """What the peer page says about renewal: the Renew card, and links between old and new peers."""
     context: dict[str, object] = {
-        "renewed_by": peer.renewals.exclude(decision=Peer.Decision.REJECTED).order_by("-pk").first(),
+        "renewed_by": selectors.peer_renewed_by(peer),
         "renews_note": selectors.renewal_note(peer),
         "renew_card": False,
     }
@@ -119,11 +118,11 @@ def _renewal_context(peer: Peer, user: User) -> dict[str, object]:
         context["next_step"] = "This certificate is superseded by its renewal (linked above): use the renewal's bundle."
     if peer.owner_id == user.pk and peer.status == "issued" and peer.retired_at is None:
         certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
-        thresholds = services.renewal_reminder_thresholds()
+        thresholds = selectors.renewal_reminder_thresholds()
         left = certificate.not_after - timezone.now()
         context.update(
             renew_card=True,
-            renew_blocker=services.renewal_blocker(peer),
+            renew_blocker=selectors.renewal_blocker(peer),
             renew_soon=bool(thresholds) and left <= timedelta(days=thresholds[0]),
             days_left=max(left.days, 0),
         )
@@ -188,7 +187,7 @@ def approval_queue(request: HttpRequest) -> HttpResponse:
     kind = request.GET.get("kind", "")
     search = request.GET.get("q", "")
     sort = request.GET.get("sort", "oldest")
-    policy = services.policy_get()
+    policy = selectors.policy_get()
     peers = list(selectors.approval_queue(status=status, kind=kind, search=search, sort=sort)[:500])
     rows = [(peer, selectors.issuance_preview(peer, policy).warnings) for peer in peers]
     return render(
@@ -203,7 +202,7 @@ def approval_queue(request: HttpRequest) -> HttpResponse:
 def approval_detail(request: HttpRequest, peer_id: int) -> HttpResponse:
     _require_admin(request)
     peer = selectors.peer_for_user(_user(request), peer_id)
-    preview = selectors.issuance_preview(peer, services.policy_get())
+    preview = selectors.issuance_preview(peer, selectors.policy_get())
     return render(request, "enrollment/approval_detail.html", {"peer": peer, "preview": preview, "form": RejectForm()})
 
 
@@ -235,7 +234,7 @@ def reject(request: HttpRequest, peer_id: int) -> HttpResponse:
         else:
             messages.success(request, f"Rejected {peer.fqdn}.")
             return redirect("enrollment:queue")
-    preview = selectors.issuance_preview(peer, services.policy_get())
+    preview = selectors.issuance_preview(peer, selectors.policy_get())
     return render(request, "enrollment/approval_detail.html", {"peer": peer, "preview": preview, "form": form})
 
 
@@ -267,7 +266,7 @@ def bulk_approve(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def policy_edit(request: HttpRequest) -> HttpResponse:
     admin = _require_admin(request)
-    policy = services.policy_get()
+    policy = selectors.policy_get()
     initial = {
         "allowed_domains": "\n".join(policy.allowed_domains),
         "default_validity_days": policy.default_validity_days,
@@ -362,7 +361,7 @@ def renew(request: HttpRequest, peer_id: int) -> HttpResponse:
         {
             "peer": peer,
             "form": form,
-            "blocker": services.renewal_blocker(peer),
+            "blocker": selectors.renewal_blocker(peer),
             "grace_hours": settings.RENEWAL_GRACE_HOURS,
         },
     )

@@ -90,3 +90,24 @@ def test_a_session_download_withholds_the_portal_key_and_a_token_download_takes_
 @pytest.mark.parametrize("raw", ["0", "-1", "abc", "9" * 30])
 def test_bad_ids_are_404(owner: Any, raw: str) -> None:
     assert token_client(owner).get(f"/api/v1/peers/{raw}/bundle").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("persona", "message"), [("other_user", "no such peer"), ("admin", "no bundle you may download")]
+)
+def test_a_refusal_is_404_whether_the_peer_is_seen_or_not(
+    client_peer: Peer, persona: str, message: str, request: Any
+) -> None:
+    render(client_peer)
+
+    response = token_client(request.getfixturevalue(persona)).get(f"/api/v1/peers/{client_peer.pk}/bundle")
+
+    assert response.status_code == 404
+    assert response.json() == {"errors": {"__all__": [message]}}
+
+
+def test_a_missing_peer_is_404_for_admins_too(ca: Any, admin: Any) -> None:
+    response = token_client(admin).get("/api/v1/peers/999999/bundle")
+
+    assert response.status_code == 404
+    assert response.json() == {"errors": {"__all__": ["no such peer"]}}

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from authority.models import AuditEvent, CertificateAuthority
-from bundles import services
+from bundles import selectors, services
 from bundles.archive import BundleFile, build_zip
 from bundles.models import Bundle, RenderClaim, SiteProfile
 from bundles.renderers.bundle import finish
@@ -44,8 +44,8 @@ def test_it_waits_for_a_gateway_before_rendering_clients(ca: CertificateAuthorit
 
     assert outcome.bundle is None
     assert "gateway" in outcome.reason
-    assert services.stale_peer_ids() == []
-    assert "have not set up the VPN gateway" in services.bundle_render_blocker(peer)
+    assert selectors.stale_peer_ids() == []
+    assert "have not set up the VPN gateway" in selectors.bundle_render_blocker(peer)
 
 
 def test_it_renders_every_file_of_a_client_bundle(client_peer: Peer, ca: CertificateAuthority) -> None:
@@ -85,11 +85,11 @@ def test_a_suite_change_makes_every_bundle_stale_and_a_new_version(
 ) -> None:
     render(gateway)
     render(client_peer)
-    assert services.stale_peer_ids() == []
+    assert selectors.stale_peer_ids() == []
 
     services.profile_update(actor=admin, suite="aes256-sha384-ecp384")
 
-    assert set(services.stale_peer_ids()) == {gateway.pk, client_peer.pk}
+    assert set(selectors.stale_peer_ids()) == {gateway.pk, client_peer.pk}
     bundle = render(client_peer)
     assert bundle.version == 2
     assert "AES-256-SHA2-384-GRP20-RSA_SIG" in (bundle.text_of("isakmpd/isakmpd.conf") or "")
@@ -106,7 +106,7 @@ def test_a_newly_issued_peer_makes_the_gateway_stale_and_first_in_line(
     render(client_peer)
     laptop, _ = issue(owner, admin, "laptop.example.com")
 
-    stale = services.stale_peer_ids()
+    stale = selectors.stale_peer_ids()
 
     assert stale == [gateway.pk, laptop.pk]
     bundle = render(gateway)
@@ -118,7 +118,7 @@ def test_old_versions_nobody_downloaded_are_dropped_and_the_audit_keeps_them(
     client_peer: Peer, gateway: Peer, admin: Any
 ) -> None:
     """Each gateway version holds every issued client; unpruned they grow with the square of the site."""
-    suites = [services.profile_get().suite, "aes256-sha384-ecp384"]
+    suites = [selectors.profile_get().suite, "aes256-sha384-ecp384"]
     render(gateway)
     render(client_peer)
     for version in range(2, 10):
@@ -140,7 +140,7 @@ def test_the_gateway_needs_new_files_until_an_admin_downloads_them(
     from bundles.selectors import gateway_state
 
     render(gateway)
-    profile = services.profile_get()
+    profile = selectors.profile_get()
     assert gateway_state(profile, gateway).needs_update
 
     services.bundle_download(peer_id=gateway.pk, user=admin, address="192.0.2.9", via="page")
@@ -152,7 +152,7 @@ def test_the_sweeper_queues_each_stale_peer_once_while_it_waits(
     client_peer: Peer, gateway: Peer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[list[int]] = []
-    monkeypatch.setattr("bundles.services._enqueue_batch", lambda peer_ids: sent.append(list(peer_ids)) or True)
+    monkeypatch.setattr("bundles.services.sweeper._enqueue_batch", lambda peer_ids: sent.append(list(peer_ids)) or True)
 
     first = services.bundles_render_stale()
     second = services.bundles_render_stale()
@@ -171,7 +171,7 @@ def test_the_sweeper_clears_its_wakeup_before_it_looks(client_peer: Peer, monkey
 
     sent: list[str] = []
     monkeypatch.setattr("ca_portal.celery.app.send_task", lambda name, **kw: sent.append(name))
-    monkeypatch.setattr("bundles.services._enqueue_batch", lambda peer_ids: True)
+    monkeypatch.setattr("bundles.services.sweeper._enqueue_batch", lambda peer_ids: True)
     services.bundles_sweep_soon()
     services.bundles_sweep_soon()
     assert sent == ["bundles.bundles_render_stale"]
@@ -216,7 +216,7 @@ def test_the_sweeper_clears_its_wakeup_before_it_looks(client_peer: Peer, monkey
 def test_it_refuses_bad_profile_values_and_changes_nothing(
     admin: Any, changes: dict[str, Any], field: str, message: str
 ) -> None:
-    before = services.profile_get()
+    before = selectors.profile_get()
 
     with pytest.raises(services.BundleError, match=message) as refused:
         services.profile_update(actor=admin, **changes)
@@ -239,7 +239,7 @@ def test_the_legacy_suite_needs_the_switch_and_marks_every_file(client_peer: Pee
 
 
 def test_an_unchanged_profile_save_is_not_an_event(admin: Any) -> None:
-    profile = services.profile_get()
+    profile = selectors.profile_get()
 
     services.profile_update(actor=admin, suite=profile.suite, ext_if=profile.ext_if)
 

@@ -220,3 +220,65 @@ def test_the_legacy_suite_puts_a_warning_on_every_page(admin: Any, owner: Any) -
     _client(admin).post("/bundles/profile/", _profile_form(legacy_allowed="on", suite="legacy-3des-sha1-modp1024"))
 
     assert 'id="legacy-suite"' in _client(owner).get("/peers/").content.decode()
+
+
+# --- refusals: one authorization in the service, the page says why (or 404 for a peer not seen) ---
+
+
+def test_a_refused_download_says_why_and_leads_back_to_the_bundle(client_peer: Peer, admin: Any) -> None:
+    render(client_peer)
+
+    response = _client(admin).post(f"/bundles/peer/{client_peer.pk}/download/")
+
+    html = response.content.decode()
+    assert response.status_code == 403
+    assert 'id="bundle-error">you may not download this bundle<' in html
+    assert "Back to the bundle of client.example.com" in html
+    assert not BundleDownload.objects.exists()
+
+
+def test_a_refused_link_says_why_and_leads_back_to_the_bundle(client_peer: Peer, auditor: Any) -> None:
+    render(client_peer)
+
+    response = _client(auditor).post(f"/bundles/peer/{client_peer.pk}/link/")
+
+    assert response.status_code == 403
+    assert "Back to the bundle of client.example.com" in response.content.decode()
+    assert not DownloadLink.objects.exists()
+
+
+@pytest.mark.parametrize("action", ["download", "link"])
+def test_another_users_peer_is_not_found_and_not_named(client_peer: Peer, other_user: Any, action: str) -> None:
+    render(client_peer)
+
+    response = _client(other_user).post(f"/bundles/peer/{client_peer.pk}/{action}/")
+
+    assert response.status_code == 404
+    assert "client.example.com" not in response.content.decode()
+    assert 'id="bundle-error"' not in response.content.decode()  # the site's 404 page
+    assert not BundleDownload.objects.exists()
+    assert not DownloadLink.objects.exists()
+
+
+@pytest.mark.parametrize("action", ["download", "link"])
+def test_a_bundle_not_made_yet_is_a_409_page_that_leads_back(client_peer: Peer, owner: Any, action: str) -> None:
+    response = _client(owner).post(f"/bundles/peer/{client_peer.pk}/{action}/")
+
+    html = response.content.decode()
+    assert response.status_code == 409
+    assert "the bundle is not ready yet" in html
+    assert "Back to the bundle of client.example.com" in html
+
+
+def test_a_used_link_is_a_410_page_that_leads_to_my_peers(client_peer: Peer, owner: Any) -> None:
+    render(client_peer)
+    token, _ = services.link_create(peer_id=client_peer.pk, user=owner)
+    services.link_redeem(token=token, user=owner, address=None)
+
+    response = _client(owner).post(f"/bundles/link/{token}/")
+
+    html = response.content.decode()
+    assert response.status_code == 410
+    assert 'id="bundle-error">this link has already been used<' in html
+    assert "Back to my peers" in html
+    assert response["Referrer-Policy"] == "same-origin"

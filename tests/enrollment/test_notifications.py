@@ -113,20 +113,16 @@ def test_an_issued_notice_for_a_request_without_a_peer_sends_nothing(ca: Certifi
 def notices(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """Run the notification tasks in-process instead of sending them to the broker."""
     from ca_portal.celery import app
-    from enrollment.tasks import peer_notify_task
 
     sent: list[tuple[Any, ...]] = []
 
-    def notify(args: tuple[int, str], **kwargs: Any) -> None:
-        sent.append(("enrollment.peer_notify", *args))
-        peer_notify(peer_id=args[0], event=args[1])
-
-    def send_task(name: str, args: tuple[int], **kwargs: Any) -> None:
+    def send_task(name: str, args: tuple[Any, ...], **kwargs: Any) -> None:
         sent.append((name, *args))
+        if name == "enrollment.peer_notify":
+            peer_notify(peer_id=args[0], event=args[1])
         if name == "enrollment.peers_issued_notify":
             peers_issued_notify(request_ids=args[0])
 
-    monkeypatch.setattr(peer_notify_task, "apply_async", notify)
     monkeypatch.setattr(app, "send_task", send_task)
     monkeypatch.setattr(authority_services, "signer_wakeup", lambda **kw: True)
     return sent
@@ -190,14 +186,9 @@ def test_a_broker_that_is_down_loses_the_notice_but_not_the_decision(
     owner: Any,
     admin: Any,
     monkeypatch: pytest.MonkeyPatch,
+    broker_down: None,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    from enrollment.tasks import peer_notify_task
-
-    def down(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionRefusedError("broker down")
-
-    monkeypatch.setattr(peer_notify_task, "apply_async", down)
     monkeypatch.setattr(authority_services, "signer_wakeup", lambda **kw: True)
     peer = _peer(owner)
 
@@ -241,10 +232,13 @@ def test_a_signer_batch_sends_one_notice_that_mails_every_owner(
 
 
 def test_a_mail_that_fails_is_queued_again_alone(
-    ca: CertificateAuthority, owner: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
+    ca: CertificateAuthority,
+    owner: Any,
+    admin: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    sent_tasks: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
 ) -> None:
-    from enrollment import services as enrollment_services
-    from enrollment.tasks import peer_notify_task
+    from enrollment.services import notifications
 
     peers = [
         peer_register(owner=owner, fqdn=f"host{i}.example.com", kind="client", networks=[], address=None,
@@ -254,16 +248,14 @@ def test_a_mail_that_fails_is_queued_again_alone(
     request_ids = [
         peer_approve(peer_id=p.pk, approver=admin, actor=admin, enqueue=False).certificate_request_id for p in peers
     ]
-    real_mail = enrollment_services.send_mail
-    retried: list[tuple[int, str]] = []
+    real_mail = notifications.send_mail
 
     def flaky_mail(subject: str, *args: Any, **kwargs: Any) -> int:
         if subject.startswith("host1."):
             raise ConnectionRefusedError("SMTP server down")
         return int(real_mail(subject, *args, **kwargs))
 
-    monkeypatch.setattr(enrollment_services, "send_mail", flaky_mail)
-    monkeypatch.setattr(peer_notify_task, "apply_async", lambda args, **kw: retried.append(tuple(args)))
+    monkeypatch.setattr(notifications, "send_mail", flaky_mail)
     mail.outbox.clear()
 
     assert peers_issued_notify(request_ids=[r for r in request_ids if r is not None]) == 2
@@ -272,4 +264,6 @@ def test_a_mail_that_fails_is_queued_again_alone(
         "host0.example.com: your certificate is ready",
         "host2.example.com: your certificate is ready",
     ]
-    assert retried == [(peers[1].pk, "issued")]
+    assert [(name, args) for name, args, _options in sent_tasks] == [
+        ("enrollment.peer_notify", (peers[1].pk, "issued"))
+    ]

@@ -99,8 +99,11 @@ def test_it_wakes_the_signer_only_after_commit_with_no_payload(
         callback()
 
     assert approved.certificate_request is not None
-    # the message carries nothing: no id, no key, no PEM
-    assert sent == [(task_names.CERTIFICATES_ISSUE_PENDING, (), {"retry": False})]
+    # the signer's message carries nothing: no id, no key, no PEM; the owner's mail goes by peer id
+    assert sent == [
+        (task_names.CERTIFICATES_ISSUE_PENDING, (), {"retry": False}),
+        ("enrollment.peer_notify", (peer.pk, "approved"), {"retry": False}),
+    ]
 
 
 def test_it_approves_even_when_the_broker_is_down(

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from authority.models import AuditEvent, Certificate
 from authority.revocation import crl_publish
-from bundles import services as bundle_services
+from bundles import selectors as bundle_selectors
 from enrollment.models import Peer
 from enrollment.services import EnrollmentError, peer_register, peer_revoke
 from tests.api.conftest import token_client
@@ -133,12 +133,12 @@ def test_a_revocation_reaches_the_gateway_policy_and_every_bundle_ships_the_crl(
     peer_revoke(peer_id=laptop.pk, user=owner, reason="keyCompromise")
     crl = crl_publish(trigger="revocation")
 
-    stale = bundle_services.stale_peer_ids()
+    stale = bundle_selectors.stale_peer_ids()
     assert stale == [gateway.pk, client_peer.pk]
     gateway_bundle = render(gateway)
     client_bundle = render(client_peer)
     assert '"laptop.example.com"' not in (gateway_bundle.text_of("isakmpd/isakmpd.policy") or "")
     assert client_bundle.text_of("isakmpd/crls/ca.crl") == crl.pem
     assert gateway_bundle.crl_number == client_bundle.crl_number == crl.number
-    assert bundle_services.stale_peer_ids() == []
+    assert bundle_selectors.stale_peer_ids() == []
     assert APIClient().get("/crl.der").status_code == 200

@@ -11,7 +11,8 @@ from django.test import Client
 
 from authority.models import AuditEvent
 from enrollment.models import SitePolicy
-from enrollment.services import EnrollmentError, policy_get, policy_update, self_approval_allowed
+from enrollment.selectors import policy_get, self_approval_allowed
+from enrollment.services import EnrollmentError, policy_update
 from tests.conftest import login
 
 pytestmark = pytest.mark.django_db

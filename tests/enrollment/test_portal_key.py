@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from authority.models import AuditEvent, CertificateAuthority, CertificateRequest
 from authority.services import certificate_issue
-from enrollment import services
+from core.tasks import send_by_name
 from enrollment.models import Peer, PortalKey
 from enrollment.services import (
     EnrollmentError,
@@ -23,6 +23,7 @@ from enrollment.services import (
     peer_key_generate,
     peer_register_full,
     peer_reject,
+    portal_keys,
     portal_keys_requeue_stale,
 )
 from pki.csr import vet_csr
@@ -32,6 +33,11 @@ from pki.keys import load_private_key
 pytestmark = pytest.mark.django_db
 
 FQDN = "laptop.example.com"
+
+
+def _queued(sent: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> list[tuple[str, tuple[Any, ...]]]:
+    """What was sent to the broker: task names and arguments."""
+    return [(name, args) for name, args, _options in sent]
 
 
 def _register(owner: Any, fqdn: str = FQDN) -> Registration:
@@ -58,18 +64,15 @@ def test_registration_without_a_csr_waits_for_the_signer(owner: Any) -> None:
 
 
 def test_registration_queues_only_the_peer_id_after_commit(
-    owner: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    owner: Any, sent_tasks: list[tuple[str, tuple[Any, ...], dict[str, Any]]], django_capture_on_commit_callbacks: Any
 ) -> None:
-    calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(services, "enqueue", lambda name, object_id: calls.append((name, object_id)) or True)
-
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         registration = _register(owner)
-    assert calls == []
+    assert sent_tasks == []
     for callback in callbacks:
         callback()
 
-    assert calls == [("enrollment.peer_key_generate", registration.peer.pk)]
+    assert _queued(sent_tasks) == [("enrollment.peer_key_generate", (registration.peer.pk,))]
 
 
 def test_registration_with_a_broker_that_is_down_still_records_the_peer(
@@ -86,7 +89,7 @@ def test_registration_with_a_broker_that_is_down_still_records_the_peer(
         registration = _register(owner)
 
     assert Peer.objects.get() == registration.peer
-    assert services.enqueue("enrollment.peer_key_generate", registration.peer.pk) is False
+    assert send_by_name("enrollment.peer_key_generate", registration.peer.pk) is False
 
 
 def test_the_signer_makes_an_encrypted_rsa_3072_key_and_its_csr(owner: Any) -> None:
@@ -161,7 +164,7 @@ def test_no_key_is_made_for_a_rejected_peer(owner: Any, admin: Any, monkeypatch:
     def no_keys(*args: Any) -> None:
         raise AssertionError("a key was generated")
 
-    monkeypatch.setattr(services, "generate_private_key", no_keys)
+    monkeypatch.setattr(portal_keys, "generate_private_key", no_keys)
 
     assert peer_key_generate(peer_id=peer.pk) is False
     peer.refresh_from_db()
@@ -174,7 +177,7 @@ def test_no_key_is_made_for_a_rejected_peer_whose_hand_off_was_not_wiped(
 ) -> None:
     peer = _register(owner).peer
     Peer.objects.filter(pk=peer.pk).update(decision=Peer.Decision.REJECTED)
-    monkeypatch.setattr(services, "generate_private_key", lambda *a: pytest.fail("a key was generated"))
+    monkeypatch.setattr(portal_keys, "generate_private_key", lambda *a: pytest.fail("a key was generated"))
 
     assert peer_key_generate(peer_id=peer.pk) is False
     assert PortalKey.objects.get(peer=peer).encrypted_pem == ""
@@ -183,7 +186,7 @@ def test_no_key_is_made_for_a_rejected_peer_whose_hand_off_was_not_wiped(
 def test_no_key_is_made_again_after_it_was_destroyed(owner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     peer = _register(owner).peer
     PortalKey.objects.filter(peer=peer).update(destroyed_at=timezone.now(), handoff_passphrase="")
-    monkeypatch.setattr(services, "generate_private_key", lambda *a: pytest.fail("a key was generated"))
+    monkeypatch.setattr(portal_keys, "generate_private_key", lambda *a: pytest.fail("a key was generated"))
 
     assert peer_key_generate(peer_id=peer.pk) is False
 
@@ -204,9 +207,9 @@ def test_rejecting_destroys_a_made_key(owner: Any, admin: Any) -> None:
 # --- the sweeper ---------------------------------------------------------------------------------
 
 
-def test_the_sweeper_queues_only_stale_keys_not_yet_made(owner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(services, "enqueue", lambda name, object_id: calls.append((name, object_id)) or True)
+def test_the_sweeper_queues_only_stale_keys_not_yet_made(
+    owner: Any, sent_tasks: list[tuple[str, tuple[Any, ...], dict[str, Any]]]
+) -> None:
     long_ago = timezone.now() - timedelta(minutes=10)
     stale = _register(owner, "stale.example.com").peer
     fresh = _register(owner, "fresh.example.com").peer
@@ -218,18 +221,17 @@ def test_the_sweeper_queues_only_stale_keys_not_yet_made(owner: Any, monkeypatch
 
     assert portal_keys_requeue_stale(older_than=timedelta(seconds=60)) == 1
 
-    assert calls == [("enrollment.peer_key_generate", stale.pk)]
+    assert _queued(sent_tasks) == [("enrollment.peer_key_generate", (stale.pk,))]
     assert PortalKey.objects.get(peer=stale).queued_at > long_ago
     assert PortalKey.objects.get(peer=made).queued_at == long_ago
     # The claim moved queued_at forward: the next round leaves it alone until it is stale again.
     assert portal_keys_requeue_stale(older_than=timedelta(seconds=60)) == 0
-    assert len(calls) == 1
+    assert len(sent_tasks) == 1
     assert portal_keys_requeue_stale(older_than=timedelta(seconds=-1)) == 2  # stale and fresh, both unmade
-    assert sorted(peer_id for _name, peer_id in calls[1:]) == sorted([stale.pk, fresh.pk])
+    assert sorted(args for _name, args in _queued(sent_tasks)[1:]) == sorted([(stale.pk,), (fresh.pk,)])
 
 
-def test_the_sweeper_counts_only_what_reached_the_broker(owner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(services, "enqueue", lambda name, object_id: False)
+def test_the_sweeper_counts_only_what_reached_the_broker(owner: Any, broker_down: None) -> None:
     _register(owner)
     PortalKey.objects.update(queued_at=timezone.now() - timedelta(minutes=10))
 

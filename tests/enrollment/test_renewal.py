@@ -17,6 +17,7 @@ from bundles.services import bundle_download
 from ca_portal.settings import renewal_reminder_days
 from enrollment import selectors
 from enrollment.models import Peer, PortalKey, RenewalReminder
+from enrollment.selectors import policy_get
 from enrollment.services import (
     AUTO_RENEWAL_ACTOR,
     EnrollmentError,
@@ -27,7 +28,6 @@ from enrollment.services import (
     peer_reject,
     peer_renew,
     peer_revoke,
-    policy_get,
     policy_update,
     renewal_reminders_send,
     renewals_supersede,
@@ -362,15 +362,16 @@ def test_bundles_render_while_a_client_gateway_is_being_renewed(
 
 
 def test_the_gateway_bundle_follows_a_renewed_gateway(gateway: Peer, admin: Any, second_admin: Any) -> None:
+    from bundles import selectors as bundle_selectors
     from bundles import services as bundle_services
 
     bundle_services.profile_update(actor=admin, gateway_id=gateway.pk)
     renewal = _issued(_renew(gateway, admin).peer, second_admin)
-    assert bundle_services.gateway_peer(bundle_services.profile_get()) == gateway  # the old one until superseded
+    assert bundle_selectors.gateway_peer(bundle_selectors.profile_get()) == gateway  # the old one until superseded
 
     Certificate.objects.filter(pk=gateway.certificate_request.certificate.pk).update(revoked_at=timezone.now())
 
-    assert bundle_services.gateway_peer(bundle_services.profile_get()) == renewal
+    assert bundle_selectors.gateway_peer(bundle_selectors.profile_get()) == renewal
 
 
 # --- reminders --------------------------------------------------------------------------------------
@@ -450,14 +451,14 @@ def test_owners_without_an_address_get_nothing_and_nothing_is_recorded(laptop: P
 
 
 def test_a_mail_that_fails_is_sent_on_the_next_run(laptop: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from enrollment import services
+    from enrollment.services import reminders
 
     expiry = _certificate(laptop).not_after
 
     def smtp_down(*args: Any, **kwargs: Any) -> None:
         raise ConnectionRefusedError("smtp down")
 
-    monkeypatch.setattr(services, "send_mail", smtp_down)
+    monkeypatch.setattr(reminders, "send_mail", smtp_down)
     assert renewal_reminders_send(now=expiry - timedelta(days=3)) == 0
     assert not RenewalReminder.objects.exists()
     monkeypatch.undo()

@@ -13,7 +13,8 @@ from django.utils import timezone
 from authority.models import Certificate
 from authority.services import certificate_issue
 from enrollment.models import Peer, PortalKey
-from enrollment.services import peer_approve, peer_renew, policy_get, renewals_supersede
+from enrollment.selectors import policy_get
+from enrollment.services import peer_approve, peer_renew, renewals_supersede
 from tests.bundles.conftest import ANY_CSR, issue
 from tests.conftest import login
 

@@ -15,7 +15,7 @@ from django.test import Client
 from authority import services as authority_services
 from authority.models import AuditEvent, CertificateAuthority, CertificateRequest
 from authority.services import certificate_issue, certificate_request_create
-from enrollment import services
+from enrollment import selectors, services
 from enrollment.models import Peer, SitePolicy
 from enrollment.services import peer_register_full, policy_update
 from tests.conftest import fixture_bytes, login
@@ -608,7 +608,7 @@ def test_admin_urls_send_anonymous_users_to_login(
     assert response["Location"] == f"/login/?next={url}"
     peer.refresh_from_db()
     assert peer.decision == Peer.Decision.PENDING
-    assert services.policy_get().default_validity_days == 365
+    assert selectors.policy_get().default_validity_days == 365
 
 
 @pytest.mark.parametrize("path", ["{id}/approve/", "{id}/reject/", "bulk-approve/"])
@@ -626,13 +626,17 @@ def test_decisions_need_post(client: Client, owner: Any, admin: Any, path: str) 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_twenty_concurrent_approvals_make_one_transition(
-    ca: CertificateAuthority, owner: Any, admin: Any, second_admin: Any, monkeypatch: pytest.MonkeyPatch
+    ca: CertificateAuthority,
+    owner: Any,
+    admin: Any,
+    second_admin: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    sent_tasks: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
 ) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("real concurrent requests need PostgreSQL; SQLite's in-memory test database serialises them")
     queued: list[int] = []
     monkeypatch.setattr(authority_services, "signer_wakeup", lambda **kw: queued.append(1) or True)
-    monkeypatch.setattr(services, "_notify_later", lambda peer_id, event: None)
     peer = _peer(owner)
     clients = [_admin_client(admin if n % 2 else second_admin) for n in range(20)]
     start = threading.Barrier(len(clients))

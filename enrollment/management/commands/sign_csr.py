@@ -12,6 +12,7 @@ from django.db import transaction
 
 from authority import keystore
 from authority.services import certificate_issue, cli_actor
+from core.errors import ALL_FIELDS
 from enrollment.services import EnrollmentError, peer_approve, peer_register
 
 
@@ -66,7 +67,7 @@ class Command(BaseCommand):
                     enqueue=False,
                 )
         except EnrollmentError as exc:
-            raise CommandError(f"{exc.field}: {exc}" if exc.field != "__all__" else str(exc)) from None
+            raise CommandError(f"{exc.field}: {exc}" if exc.field != ALL_FIELDS else str(exc)) from None
         assert peer.certificate_request is not None
         cert = certificate_issue(request_id=peer.certificate_request.pk)
         if cert is None:
