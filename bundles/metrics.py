@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from bundles.services import stale_peer_ids
+from bundles.selectors import stale_peer_ids
 from core.metrics import PREFIX
 
 BACKLOG_LIMIT = 100_000
