@@ -7,7 +7,11 @@ class AuthorityConfig(AppConfig):
     verbose_name = "Certificate authority"
 
     def ready(self) -> None:
+        from axes.signals import user_locked_out
+
         from authority import audit_watch, auth_events
+        from core.metrics import count_lockout
 
         auth_events.connect()
         audit_watch.connect()
+        user_locked_out.connect(count_lockout, dispatch_uid="ca_portal_count_lockouts")

@@ -17,7 +17,19 @@ from core.roles import is_ca_admin
 LOGIN_AT_KEY = "ca_portal_login_at"
 
 # EST authenticates every request itself (HTTP Basic) and never reads the session.
-EXEMPT_PREFIXES = ("/login/", "/logout/", "/otp/", "/static/", "/ca.pem", "/healthz", "/crl.", "/.well-known/est/")
+# /healthz, /readyz and /metrics answer monitors, which never sign in.
+EXEMPT_PREFIXES = (
+    "/login/",
+    "/logout/",
+    "/otp/",
+    "/static/",
+    "/ca.pem",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/crl.",
+    "/.well-known/est/",
+)
 
 
 def require_admin_otp(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:

@@ -239,3 +239,21 @@ class AuditCheck(models.Model):
 
     def __str__(self) -> str:
         return f"audit check {self.checked_at:%Y-%m-%d %H:%M}: {'ok' if self.ok else 'BROKEN'}"
+
+
+class SignerHeartbeat(models.Model):
+    """The last beat of each signer worker (``authority.signer_heartbeat``, every 30 s on the signer queue).
+
+    A web host cannot see a signer on another host, but both see the database: /readyz and /metrics
+    read these rows. Written only by ``authority.heartbeat.signer_heartbeat_record``; not audited
+    (a beat is no change of state, and the audit log would grow by one event per beat).
+    """
+
+    worker = models.CharField(max_length=200, primary_key=True, help_text="the Celery worker's node name")
+    seen_at = models.DateTimeField(db_index=True)
+    key_ok = models.BooleanField(
+        null=True, help_text="whether this worker could use the active CA's key; empty before there is a CA"
+    )
+
+    def __str__(self) -> str:
+        return f"signer {self.worker} at {self.seen_at:%Y-%m-%d %H:%M:%S}"

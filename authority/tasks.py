@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
@@ -61,3 +61,12 @@ def audit_check_task() -> None:
     from authority import audit_watch
 
     audit_watch.audit_check()
+
+
+@shared_task(name=task_names.SIGNER_HEARTBEAT, bind=True, ignore_result=True)
+def signer_heartbeat_task(self: Task[[], None]) -> None:
+    """Beat sends this to the signer queue: the worker that takes it records that a signer is alive.
+    No retry: the next beat comes in 30 s, and a late beat is worth nothing."""
+    from authority import heartbeat
+
+    heartbeat.signer_heartbeat_record(worker=str(self.request.hostname or "unknown"))

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.cache import cache_control
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET
 
 from authority.services import active_ca
@@ -72,7 +72,14 @@ def ca_detail(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok", "ca": active_ca() is not None})
+    """Liveness: the process answers. A database that does not answer makes ``ca`` null, not a 500,
+    so a monitor does not restart healthy web processes for it; /readyz says what is wrong."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        has_ca: bool | None = active_ca() is not None
+    except DatabaseError:
+        has_ca = None
+    return JsonResponse({"status": "ok", "ca": has_ca})

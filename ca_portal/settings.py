@@ -7,6 +7,7 @@ the var dir (mode 0600), exactly like the CA key passphrase file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from core.env import env_bool, env_int, env_list, env_path, env_str
+from core.env import env_bool, env_choice, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("CA_PORTAL_VAR_DIR", BASE_DIR / "var")
@@ -72,6 +73,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.logs.RequestContext",  # first: a request id for every line logged about the request
+    "core.metrics.count_requests",  # every response, whichever middleware made it
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.content_security_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -306,6 +309,7 @@ CELERY_TASK_ROUTES = {
     "enrollment.peer_key_generate": {"queue": "signer"},  # keys are made in the signer pool, never on the web
     "authority.crl_publish": {"queue": "signer"},  # CRLs are signed with the CA key
     "authority.crl_renew_if_due": {"queue": "signer"},
+    "authority.signer_heartbeat": {"queue": "signer"},  # proves that a signer takes its queue (/readyz)
 }
 CELERY_TASK_TIME_LIMIT = 5 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 60
@@ -327,12 +331,61 @@ CELERY_BEAT_SCHEDULE = {
     "check-audit-chain": {"task": "authority.audit_check", "schedule": 3600.0},
     "supersede-renewed": {"task": "enrollment.renewals_supersede", "schedule": 3600.0},
     "renewal-reminders": {"task": "enrollment.renewal_reminders_send", "schedule": 3600.0},
+    # A beat nobody took within a minute is worth nothing: a signer back after an outage skips it.
+    "signer-heartbeat": {"task": "authority.signer_heartbeat", "schedule": 30.0, "options": {"expires": 60}},
 }
 
+# --- operations: logs, metrics --------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, request_id, user, peer_id).
+# Both formats cut one-time link tokens and credentials out of every line (core/logs.py).
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "formatters": {
+        "plain": {"()": "core.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Django's own handlers (its DEBUG console, runserver's request lines) would write unredacted
+    # lines: they go, and everything under "django" reaches the root's handler instead.
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
+# Celery replaces the root logger's handlers in its workers unless told not to: JSON lines would
+# stop there. (Plain lines keep Celery's own format in the workers, which log no URLs.)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
+
+# Process counters of the web processes (gunicorn workers), one file per process, added up when
+# /metrics is scraped (core/metrics.py). Set before anything imports prometheus_client.
+METRICS_DIR = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")))
+METRICS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _metrics_token_file() -> Path | None:
+    raw = os.environ.get("METRICS_TOKEN_FILE", "")
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise ImproperlyConfigured(f"METRICS_TOKEN_FILE names {raw!r}, which is not a file")
+    return path
+
+
+def _metrics_addresses() -> list[str]:
+    addresses = env_list("METRICS_ALLOWED_ADDRESSES", [])
+    for address in addresses:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"METRICS_ALLOWED_ADDRESSES must be a comma list of addresses or networks, got {address!r}"
+            ) from None
+    return addresses
+
+
+# /metrics answers `Authorization: Bearer <the file's content>`, or a scraper connecting directly
+# from one of these addresses (never a request forwarded by a proxy). Neither set: /metrics is a 404.
+METRICS_TOKEN_FILE = _metrics_token_file()
+METRICS_ALLOWED_ADDRESSES = _metrics_addresses()

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from authority import otp_views
 from authority import views as authority_views
+from ca_portal import ops
 from ca_portal import views as site_views
 
 api_patterns: list[URLPattern | URLResolver] = [
@@ -25,6 +26,8 @@ urlpatterns = [
     path("crl.der", authority_views.crl_der, name="crl-der"),
     path("ca/", authority_views.ca_detail, name="ca-detail"),
     path("healthz", authority_views.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics_view, name="metrics"),
     path("peers/", include("enrollment.urls")),
     path("bundles/", include("bundles.urls")),
     path("audit/", include("audit.urls")),
