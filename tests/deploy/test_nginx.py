@@ -486,3 +486,14 @@ def test_the_sandboxed_signer_issues_and_the_render_worker_and_beat_run(deployme
     deployment.alive()
     web_log = (deployment.logs / "web.log").read_text(errors="replace")
     assert "Listening at: unix:" in web_log, "gunicorn took the socket it was passed"
+
+
+def test_one_time_link_tokens_stay_out_of_the_access_log(deployment: Deployment) -> None:
+    token, other = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    deployment.https("GET", f"/bundles/link/{token}/")
+    deployment.https("GET", "/static/css/portal.css", headers={"Referer": f"https://{HOST}/bundles/link/{other}/"})
+    log = (deployment.logs / "ca-portal.access.log").read_text()
+    assert token not in log
+    assert other not in log
+    assert '"GET /bundles/link/-/ HTTP/1.1"' in log
+    assert '"GET /static/css/portal.css HTTP/1.1" 200' in log
