@@ -486,6 +486,7 @@ def test_the_sandboxed_signer_issues_and_the_render_worker_and_beat_run(deployme
     deployment.alive()
     web_log = (deployment.logs / "web.log").read_text(errors="replace")
     assert "Listening at: unix:" in web_log, "gunicorn took the socket it was passed"
+    assert "control socket" not in web_log.lower()
 
 
 def test_one_time_link_tokens_stay_out_of_the_access_log(deployment: Deployment) -> None:

@@ -106,6 +106,16 @@ def env_file(path: Path) -> dict[str, str]:
     return env
 
 
+def system_users() -> dict[str, str]:
+    """deploy/sysusers.d: user name -> home directory."""
+    users = {}
+    for raw in (DEPLOY / "sysusers.d" / "ca-portal.conf").read_text().splitlines():
+        if raw.startswith("u "):
+            fields = shlex.split(raw)
+            users[fields[1]] = fields[4]
+    return users
+
+
 @dataclass
 class Layout:
     """Where this test keeps what a unit expects at a production path."""
@@ -127,7 +137,9 @@ class Layout:
 
     def env(self, unit: Unit, environment_file: dict[str, str]) -> dict[str, str]:
         """What systemd would give the command: a clean environment, the file, the unit's own lines."""
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        user = unit.last("User")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "USER": user, "LOGNAME": user}
+        env["HOME"] = self.map(system_users()[user])  # systemd sets HOME to User='s home
         env.update({k: self.map(v) for k, v in unit.environment().items()})
         env.update(environment_file)  # EnvironmentFile= overrides Environment= (systemd.exec(5))
         for name in unit.last("UnsetEnvironment").split():

@@ -179,6 +179,9 @@ class Command(BaseCommand):
             "--bind", f"{options['host']}:{options['port']}",
             "--workers", str(options["web_workers"]),
             "--access-logfile", "-", "--graceful-timeout", "10",
+            # serve is gunicorn's supervisor; gunicorn's own control socket would be one more way in,
+            # shared (~/.gunicorn/gunicorn.ctl) by every portal the same user runs.
+            "--no-control-socket",
         ]  # fmt: skip
         worker = [
             os.path.join(bin_dir, "celery"), "-A", "ca_portal", "worker", "-B",
