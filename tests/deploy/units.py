@@ -158,6 +158,8 @@ class Layout:
         wrapper = [PYTHON, str(SANDBOX), str(unit.path)]
         if listen_fd is not None:
             wrapper += ["--listen-fd", str(listen_fd)]
+        if unit.last("PrivateNetwork") == "yes" and os.geteuid() == 0 and shutil.which("unshare"):
+            wrapper = ["unshare", "--net", *wrapper]  # a network namespace with nothing in it, as systemd makes
         cwd = self.map(unit.last("WorkingDirectory", "/"))
         return subprocess.Popen(
             [*wrapper, "--", *self.argv(unit)],
