@@ -21,7 +21,7 @@ def _run(tmp_path: Path, *args: str) -> tuple[int, list[str], str]:
     fake.chmod(0o755)
     env = dict(os.environ, PATH=f"{fake.parent}:{os.environ['PATH']}")
     result = subprocess.run(
-        ["sh", str(WRAPPER), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        ["/bin/sh", str(WRAPPER), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
     )
     return result.returncode, result.stdout.splitlines(), result.stderr
 
