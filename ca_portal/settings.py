@@ -168,8 +168,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
+# collectstatic's output. A deployment serves it from its proxy (CA_PORTAL_STATIC_ROOT, made by
+# deploy/tmpfiles.d); the default inside the var dir is made here.
+STATIC_ROOT = env_path("CA_PORTAL_STATIC_ROOT", VAR_DIR / "static")
+if not os.environ.get("CA_PORTAL_STATIC_ROOT"):
+    STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True  # serves static/ even before collectstatic has run
 
 # Sessions and cookies: secure cookies whenever the site is served over HTTPS.
@@ -187,6 +190,22 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SECURE_HSTS_SECONDS = 31536000 if SITE_IS_HTTPS else 0
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+
+# Behind the TLS proxy (deploy/nginx/ca-portal.conf, docs/deploy.md), which ends TLS, redirects plain
+# HTTP and replaces X-Forwarded-Proto and X-Forwarded-For on every request it passes on.
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
+    # The client's address comes from the proxy's X-Forwarded-For, not from the connection (the proxy,
+    # or nobody at all on a unix socket): sign-in lockout, the audit log and download records use it.
+    MIDDLEWARE.insert(0, "core.proxy.forwarded_client_address")
+SECURE_SSL_REDIRECT = SITE_IS_HTTPS and BEHIND_TLS_PROXY
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes that talk to gunicorn's socket directly
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SITE_IS_HTTPS and env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
+# Asking browsers to preload the name is the domain owner's decision (hstspreload.org takes only
+# registrable domains, and leaving the list is slow): off unless HSTS_PRELOAD is set, so
+# `check --deploy`'s reminder (W021) is answered here.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 # Mail to peer owners: console by default; SMTP when EMAIL_HOST is set.
 EMAIL_HOST = env_str("EMAIL_HOST", "")

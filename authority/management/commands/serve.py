@@ -1,16 +1,31 @@
 """``make run``: gunicorn and a Celery worker (queues signer + render, with beat) in the foreground.
 
-Ctrl-C (SIGINT) or SIGTERM stops both cleanly; if either dies, the other is stopped too, so the
-portal never runs half-up without anyone noticing.
+Ctrl-C (SIGINT) or SIGTERM stops both cleanly.
+
+When the worker dies (killed, out of memory, a crash in native code), the web tier keeps serving
+and ``serve`` starts a new worker after a back-off: 1 s, doubling to at most 60 s, back to 1 s
+once a worker has run for 60 s. Each restart is logged and recorded for readiness checks (see
+``core.serve_status.serve_worker_status``). Nothing is lost meanwhile: requests are recorded
+before they are signed, and the sweeper (beat, which restarts with the worker) queues again what
+the dead worker held.
+
+When gunicorn's master dies, ``serve`` stops the worker and exits with status 1. gunicorn already
+replaces its own web workers when they crash, so its master dying means something a restart
+would not fix (the port taken, a broken configuration, the host out of memory); the exit lets
+systemd's ``Restart=on-failure``, or the person at the terminal, see it and act.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +33,123 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from authority.services import active_ca
+from core.serve_status import ServeWorkerStatus, describe_exit, now, status_path, write_status
+
+logger = logging.getLogger("ca_portal.serve")
+
+RESTART_DELAY_FIRST = 1.0
+RESTART_DELAY_MAX = 60.0
+# A worker that ran this long before it died starts the back-off over from RESTART_DELAY_FIRST.
+WORKER_STABLE_AFTER = 60.0
+STOP_TIMEOUT = 20.0
+
+
+class WorkerSupervisor:
+    """Runs the Celery worker in its own process group, starts it again when it dies, records it.
+
+    Its own process group: when the main worker process is killed, its pool children and the
+    embedded beat would live on as orphans (a second beat would then double every periodic task);
+    the supervisor kills what is left of the group before it starts the next worker.
+    """
+
+    def __init__(self, command: list[str], status_file: Path) -> None:
+        self.command = command
+        self.status_file = status_file
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_monotonic = 0.0
+        self.restart_due: float | None = None
+        self.delay = RESTART_DELAY_FIRST
+        started = now()
+        self.status = ServeWorkerStatus(
+            serve_pid=os.getpid(),
+            state="restarting",
+            worker_pid=None,
+            started_at=started,
+            worker_started_at=None,
+            restarts=0,
+            last_restart_at=None,
+            last_exit=None,
+            last_exit_at=None,
+            next_restart_at=None,
+            updated_at=started,
+        )
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, process_group=0)
+        self.started_monotonic = time.monotonic()
+        self.restart_due = None
+        started = now()
+        restarted = self.status.worker_started_at is not None
+        restarts = self.status.restarts + 1 if restarted else 0
+        self._record(
+            state="running",
+            worker_pid=self.process.pid,
+            worker_started_at=started,
+            restarts=restarts,
+            last_restart_at=started if restarted else self.status.last_restart_at,
+            next_restart_at=None,
+        )
+        if restarted:
+            logger.warning("started the celery worker again (pid %d, restart %d)", self.process.pid, restarts)
+
+    def check(self) -> None:
+        """Notice a dead worker and schedule its successor; start the successor once the back-off is over."""
+        if self.process is not None:
+            code = self.process.poll()
+            if code is None:
+                return
+            ran = time.monotonic() - self.started_monotonic
+            self._kill_group(self.process.pid)
+            self.process = None
+            if ran >= WORKER_STABLE_AFTER:
+                self.delay = RESTART_DELAY_FIRST
+            wait = self.delay
+            self.delay = min(self.delay * 2, RESTART_DELAY_MAX)
+            self.restart_due = time.monotonic() + wait
+            exited = f"{describe_exit(code)} after {ran:.1f} s"
+            logger.error(
+                "the celery worker (pid %s) exited: %s; the web tier keeps serving, starting a new worker in %.0f s",
+                self.status.worker_pid,
+                exited,
+                wait,
+            )
+            at = now()
+            self._record(
+                state="restarting",
+                worker_pid=None,
+                last_exit=exited,
+                last_exit_at=at,
+                next_restart_at=at + timedelta(seconds=wait),
+            )
+        elif self.restart_due is not None and time.monotonic() >= self.restart_due:
+            self.start()
+
+    def stop(self, deadline: float) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            self._kill_group(process.pid)
+        self._record(state="stopped", worker_pid=None, next_restart_at=None)
+
+    @staticmethod
+    def _kill_group(pgid: int) -> None:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _record(self, **changes: Any) -> None:
+        self.status = replace(self.status, updated_at=now(), **changes)
+        try:
+            write_status(self.status, self.status_file)
+        except OSError as exc:  # the record is for readiness checks; never let it stop the portal
+            logger.warning("cannot write %s: %s", self.status_file, exc)
 
 
 class Command(BaseCommand):
@@ -47,6 +179,9 @@ class Command(BaseCommand):
             "--bind", f"{options['host']}:{options['port']}",
             "--workers", str(options["web_workers"]),
             "--access-logfile", "-", "--graceful-timeout", "10",
+            # serve is gunicorn's supervisor; gunicorn's own control socket would be one more way in,
+            # shared (~/.gunicorn/gunicorn.ctl) by every portal the same user runs.
+            "--no-control-socket",
         ]  # fmt: skip
         worker = [
             os.path.join(bin_dir, "celery"), "-A", "ca_portal", "worker", "-B",
@@ -60,7 +195,9 @@ class Command(BaseCommand):
             worker = ["nice", "-n", str(options["worker_nice"]), *worker]
         # The web tier gets no passphrase path: it must never sign (DESIGN.md "Shape").
         web_env = {k: v for k, v in os.environ.items() if k != "CA_KEY_PASSPHRASE_FILE"}
-        children = [subprocess.Popen(web, env=web_env), subprocess.Popen(worker)]
+        gunicorn = subprocess.Popen(web, env=web_env)
+        supervisor = WorkerSupervisor(worker, status_path())
+        supervisor.start()
         stopping = False
 
         def stop(signum: int, _frame: Any) -> None:
@@ -70,20 +207,24 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         self.stdout.write(f"ca_portal is up on http://{options['host']}:{options['port']}/ (Ctrl-C stops it)")
-        while not stopping and all(child.poll() is None for child in children):
+        while not stopping and gunicorn.poll() is None:
+            supervisor.check()
             time.sleep(0.2)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-        codes = [child.returncode for child in children]
+        deadline = time.monotonic() + STOP_TIMEOUT
+        if gunicorn.poll() is None:
+            gunicorn.send_signal(signal.SIGTERM)
+        supervisor.stop(deadline)
+        try:
+            gunicorn.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            gunicorn.kill()
+            gunicorn.wait()
         if not stopping:
-            self.stderr.write(f"a process exited unexpectedly (gunicorn={codes[0]}, celery={codes[1]}); stopped both")
+            self.stderr.write(
+                f"gunicorn exited unexpectedly ({describe_exit(gunicorn.returncode)}); stopped the worker too. "
+                "serve restarts a dead worker but not gunicorn, which replaces its own crashed web workers: "
+                "its master dying needs a look (see the log above)"
+            )
             raise SystemExit(1)
         self.stdout.write("stopped gunicorn and the worker")
 
