@@ -33,6 +33,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from authority.services import active_ca
+from core.metrics import clear_multiprocess_dir
 from core.serve_status import ServeWorkerStatus, describe_exit, now, status_path, write_status
 
 logger = logging.getLogger("ca_portal.serve")
@@ -179,6 +180,8 @@ class Command(BaseCommand):
             "--bind", f"{options['host']}:{options['port']}",
             "--workers", str(options["web_workers"]),
             "--access-logfile", "-", "--graceful-timeout", "10",
+            # One-time link tokens are cut to a prefix in the access log (docs/security.md T38).
+            "--logger-class", "core.gunicorn_logging.RedactingLogger",
             # serve is gunicorn's supervisor; gunicorn's own control socket would be one more way in,
             # shared (~/.gunicorn/gunicorn.ctl) by every portal the same user runs.
             "--no-control-socket",
@@ -195,6 +198,7 @@ class Command(BaseCommand):
             worker = ["nice", "-n", str(options["worker_nice"]), *worker]
         # The web tier gets no passphrase path: it must never sign (DESIGN.md "Shape").
         web_env = {k: v for k, v in os.environ.items() if k != "CA_KEY_PASSPHRASE_FILE"}
+        clear_multiprocess_dir()  # fresh metric files: the previous run's processes are gone
         gunicorn = subprocess.Popen(web, env=web_env)
         supervisor = WorkerSupervisor(worker, status_path())
         supervisor.start()
