@@ -7,7 +7,10 @@ class AuthorityConfig(AppConfig):
     verbose_name = "Certificate authority"
 
     def ready(self) -> None:
-        from authority import audit_watch, auth_events
+        from django.core import checks
+
+        from authority import audit_watch, auth_events, crl_policy
 
         auth_events.connect()
         audit_watch.connect()
+        checks.register(crl_policy.check_crl_policy, checks.Tags.security)
