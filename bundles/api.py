@@ -11,7 +11,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.request import Request
 
-from bundles import services
+from bundles import services, sync_api
 from bundles.models import BundleDownload
 from bundles.views import zip_response
 from core.api import ApiView, Refused, error_responses
@@ -69,4 +69,5 @@ class PeerBundleView(ApiView):
 
 urlpatterns = [
     path("peers/<str:id>/bundle", PeerBundleView.as_view(), name="api-peer-bundle"),
+    *sync_api.urlpatterns,  # GET /api/v1/gateway/bundle, with the gateway's sync token only
 ]

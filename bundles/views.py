@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from bundles import selectors, services
+from bundles import selectors, services, sync
 from bundles.archive import content_disposition
 from bundles.forms import SiteProfileForm, services_to_text
 from bundles.models import BundleDownload
@@ -148,6 +148,7 @@ def gateway_page(request: HttpRequest) -> HttpResponse:
         "servers": Peer.objects.filter(kind=Peer.Kind.SERVER).order_by("fqdn"),
         "stale": len(services.stale_peer_ids()),
         "issued_clients": services.issued_client_fqdns(),
+        "sync": sync.gateway_sync_state(gateway),
     }
     return render(request, "bundles/gateway.html", context)
 

@@ -31,8 +31,14 @@ def _bundle_flags(admin: bool) -> dict[str, Any]:
     flags: dict[str, Any] = {"legacy_suite_warning": profile.legacy_allowed and profile.suite.startswith("legacy")}
     if admin:
         from authority.revocation import crl_health
+        from bundles.sync import gateway_sync_state
 
-        flags["gateway_needs_update"] = selectors.gateway_state(profile, services.gateway_peer(profile)).needs_update
+        gateway = services.gateway_peer(profile)
+        needs = selectors.gateway_state(profile, gateway).needs_update
+        if needs:  # a gateway that syncs fetches new files itself; its page says when
+            state = gateway_sync_state(gateway)
+            needs = not state.current and not (state.on and not state.silent)
+        flags["gateway_needs_update"] = needs
         from authority.audit_watch import latest_check_failed
 
         flags["crl_warning"] = crl_health().warning
