@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
@@ -32,6 +34,13 @@ def crl_etag(*, ca_fingerprint: str, number: int, der: bool) -> str:
     installed (openssl x509 -fingerprint, openssl crl -crlnumber), so its conditional request costs
     the portal one indexed query and a 304."""
     return f'"{ca_fingerprint.replace(":", "").lower()[:16]}-{number:x}-{"der" if der else "pem"}"'
+
+
+def _pem(der: bytes) -> str:
+    """PEM of the stored DER without parsing it (Crl.pem parses a 10,000-entry CRL: 45 ms a request)."""
+    body = base64.b64encode(der).decode("ascii")
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return f"-----BEGIN X509 CRL-----\n{lines}\n-----END X509 CRL-----\n"
 
 
 def _crl_response(request: HttpRequest, *, der: bool) -> HttpResponse:
@@ -67,7 +76,7 @@ def _crl_response(request: HttpRequest, *, der: bool) -> HttpResponse:
         response = HttpResponse(bytes(crl.der), content_type="application/pkix-crl")
         response["Content-Disposition"] = 'attachment; filename="ca.crl"'
     else:
-        response = HttpResponse(crl.pem, content_type="application/x-pem-file")
+        response = HttpResponse(_pem(bytes(crl.der)), content_type="application/x-pem-file")
         response["Content-Disposition"] = 'attachment; filename="crl.pem"'
     for name, value in validators.items():
         response[name] = value
