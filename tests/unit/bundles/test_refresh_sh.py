@@ -29,7 +29,7 @@ from bundles.archive import build_zip
 from bundles.renderers.bundle import finish, render_files
 from bundles.renderers.engine import environment
 from bundles.renderers.scripts import render_refresh, render_sync
-from bundles.renderers.spec import PeerSpec
+from bundles.renderers.spec import PeerSpec, SpecRejected
 from tests.bundlecase import FIXTURES, client_peer, gateway_peer, laptop_peer, site
 from tests.httpserve import closed_port_url, serve
 from tests.unit.bundles.golden import assert_matches_golden
@@ -422,3 +422,35 @@ def test_without_an_installed_certificate_it_says_where_it_looked(tmp_path: Path
     )
     assert result.returncode == 1
     assert "no installed certificate of client.example.com" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://ca.example.org'; touch PWNED; '", "https://ca.example.org/$(id)", "https://ca example.org",
+     "https://ca.example.org/\nrm -rf /", "javascript:alert(1)", "https://ca.example.org/`id`", "ftp://ca.example.org",
+     "https://ca.example.org/crl?x=1", "https://user:pw@ca.example.org", "-K /etc/passwd", "https://"],
+)  # fmt: skip
+def test_a_url_that_could_break_a_script_never_reaches_one(url: str) -> None:
+    with pytest.raises(SpecRejected):
+        site(portal_url=url)
+    with pytest.raises(SpecRejected):
+        site(crl_url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ca.example.org",
+        "http://127.0.0.1:8000",
+        "https://[2001:db8::1]:8443/vpn-ca",
+        "http://crl.example.org/x/ca.crl",
+    ],
+)
+def test_plain_urls_are_taken(url: str) -> None:
+    assert site(portal_url=url, crl_url=url).crl_distribution_point == url
+
+
+@pytest.mark.parametrize(("hours", "minutes"), [(0, 5), (25, 5), (6, 0), (6, 61)])
+def test_intervals_out_of_range_are_refused(hours: int, minutes: int) -> None:
+    with pytest.raises(SpecRejected):
+        site(refresh_hours=hours, sync_minutes=minutes)
