@@ -6,8 +6,9 @@
 - ``crl_publish`` runs only where the CA key is (the signer): it locks the CA row so CRL numbers
   are strictly increasing, lists every revoked certificate that has not expired, signs, checks the
   signature, stores the CRL and records ``crl.published``.
-- ``crl_renew_if_due`` is the beat job: a new CRL at half-life of the current one (default
-  validity 7 days), so clients never hold an expired CRL (the second most common VPN outage).
+- ``crl_renew_if_due`` is the beat job: a new CRL every ``CRL_RENEW_HOURS`` (default 24; at half-life
+  at the latest) of one valid ``CRL_VALIDITY_DAYS`` (default 30), so peers that fetch it never hold an
+  expired CRL (the second most common VPN outage); see ``authority.crl_policy``.
 """
 
 from __future__ import annotations
@@ -150,13 +151,15 @@ def current_crl(ca: CertificateAuthority | None = None) -> Crl | None:
 
 
 def crl_renew_if_due(*, now: datetime | None = None) -> Crl | None:
-    """The schedule: a first CRL as soon as a CA exists, then a new one at each CRL's half-life."""
+    """The schedule: a first CRL as soon as a CA exists, then a new one every CRL_RENEW_HOURS (at
+    half-life at the latest; authority/crl_policy.py explains the choice)."""
     ca = active_ca()
     if ca is None:
         return None
     moment = now or timezone.now()
     latest = current_crl(ca)
-    if latest is not None and not renewal_due(latest.this_update, latest.next_update, moment):
+    every = timedelta(hours=settings.CRL_RENEW_HOURS)
+    if latest is not None and not renewal_due(latest.this_update, latest.next_update, moment, every=every):
         return None
     return crl_publish(trigger="schedule", now=moment)
 
@@ -189,10 +192,11 @@ def crl_health(*, now: datetime | None = None) -> CrlHealth:
             "certificate.",
         )
     validity = latest.next_update - latest.this_update
-    if left < validity / 4:
+    overdue = min(2 * timedelta(hours=settings.CRL_RENEW_HOURS), validity * 3 / 4)
+    if left < validity / 4 or moment - latest.this_update > overdue:
         return CrlHealth(
             latest,
-            f"The CRL expires at {latest.next_update:%Y-%m-%d %H:%M} UTC and was not renewed at half-life: "
+            f"The CRL expires at {latest.next_update:%Y-%m-%d %H:%M} UTC and was not renewed on schedule: "
             "check the signer worker and its beat.",
         )
     return CrlHealth(latest, "")

@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.request import Request
 
-from bundles import services
+from bundles import services, sync_api
 from bundles.models import BundleDownload
 from bundles.views import zip_response
 from core.api import ApiView, error_responses, object_id
@@ -64,4 +64,5 @@ class PeerBundleView(ApiView):
 
 urlpatterns = [
     path("peers/<str:id>/bundle", PeerBundleView.as_view(), name="api-peer-bundle"),
+    *sync_api.urlpatterns,  # GET /api/v1/gateway/bundle, with the gateway's sync token only
 ]

@@ -124,3 +124,37 @@ class RenderClaim(models.Model):
 
     def __str__(self) -> str:
         return f"render claim {self.peer_id}"
+
+
+class SyncToken(models.Model):
+    """The gateway's credential for bin/ca-portal-sync: it fetches that gateway's bundle and nothing else.
+
+    Only the SHA-256 of the token is stored (it is shown once, like a one-time link's); one live token
+    per gateway. Each use records when and from where the gateway asked and which version it runs
+    (the version it named in If-None-Match): telemetry, not state, so not audited; what it was sent
+    is (``bundle.synced``). Bound to the gateway's FQDN, so it survives the gateway's renewal.
+    """
+
+    peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="sync_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=8, help_text="the token's last characters, to tell tokens apart")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_address = models.GenericIPAddressField(null=True, blank=True)
+    served_version = models.PositiveIntegerField(null=True, blank=True, help_text="the last version sent")
+    served_sha256 = models.CharField(max_length=64, blank=True)
+    running_version = models.PositiveIntegerField(null=True, blank=True, help_text="the version installed")
+    running_sha256 = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["peer"], condition=models.Q(revoked_at__isnull=True), name="one_live_sync_token_per_peer"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"sync token …{self.hint} for {self.peer_id} ({'revoked' if self.revoked_at else 'live'})"

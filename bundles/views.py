@@ -20,7 +20,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from bundles import selectors, services
+from bundles import selectors, services, sync
 from bundles.archive import content_disposition
 from bundles.forms import SiteProfileForm, services_to_text
 from bundles.models import BundleDownload
@@ -150,7 +150,9 @@ def gateway_page(request: HttpRequest) -> HttpResponse:
     if not is_ca_admin(request.user):
         raise PermissionDenied("only CA admins see the gateway")
     overview = selectors.gateway_overview()
-    return render(request, "bundles/gateway.html", _context(overview))
+    return render(
+        request, "bundles/gateway.html", {**_context(overview), "sync": sync.gateway_sync_state(overview.gateway)}
+    )
 
 
 @never_cache

@@ -260,8 +260,15 @@ CA_KEY_PASSPHRASE_FILE = env_path("CA_KEY_PASSPHRASE_FILE", VAR_DIR / "ca-key-pa
 CA_CRL_URL = f"{SITE_URL}/crl.der"
 CA_DEFAULT_VALIDITY_DAYS = env_int("CA_DEFAULT_VALIDITY_DAYS", 365, minimum=1, maximum=825)
 # A request still pending or signing after this long is queued again by the sweeper.
-# CRLs: nextUpdate this many days after thisUpdate; a new CRL is made at half-life.
-CRL_VALIDITY_DAYS = env_int("CRL_VALIDITY_DAYS", 7, minimum=1, maximum=365)
+# CRLs: nextUpdate this many days after thisUpdate; a new CRL is made every CRL_RENEW_HOURS (and at
+# half-life at the latest). Peers fetch it every CRL_REFRESH_HOURS (bin/ca-portal-refresh, scheduled by
+# install.sh), so a peer that cannot reach the portal keeps working for about the validity minus the
+# renewal interval; authority/crl_policy.py explains the trade-off and warns about a risky choice.
+CRL_VALIDITY_DAYS = env_int("CRL_VALIDITY_DAYS", 30, minimum=1, maximum=365)
+CRL_RENEW_HOURS = env_int("CRL_RENEW_HOURS", 24, minimum=1, maximum=365 * 24)
+CRL_REFRESH_HOURS = env_int("CRL_REFRESH_HOURS", 6, minimum=1, maximum=24)
+# The gateway's bin/ca-portal-sync runs this often (install.sh --sync-token-file schedules it).
+GATEWAY_SYNC_MINUTES = env_int("GATEWAY_SYNC_MINUTES", 5, minimum=1, maximum=60)
 # Site overrides of templates/configs/ (same relative names, e.g. isakmpd/gateway.conf.j2).
 CONFIG_TEMPLATE_OVERRIDES = env_path("CA_PORTAL_CONFIG_TEMPLATES", VAR_DIR / "configs")
 CA_REQUEUE_AFTER_SECONDS = env_int("CA_REQUEUE_AFTER_SECONDS", 60, minimum=5, maximum=86400)

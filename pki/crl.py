@@ -70,8 +70,12 @@ def crl_validity(now: datetime, days: int, ca_not_after: datetime) -> tuple[date
     return this_update, min(this_update + timedelta(days=days), ca_end)
 
 
-def renewal_due(this_update: datetime, next_update: datetime, now: datetime) -> bool:
-    """True at or after the CRL's half-life, so a fresh CRL is out long before the old one expires."""
+def renewal_due(this_update: datetime, next_update: datetime, now: datetime, *, every: timedelta | None = None) -> bool:
+    """True at or after the CRL's half-life, so a fresh CRL is out long before the old one expires;
+    with ``every``, also once the CRL is that old (a long-lived CRL renewed often: peers that fetch
+    it keep a CRL with most of its life left, so they survive a long outage of the portal)."""
+    if every is not None and now >= this_update + every:
+        return True
     return now >= this_update + (next_update - this_update) / 2
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jinja2
 
 from bundles.archive import BundleFile, sha256sums
+from bundles.renderers import scripts
 from bundles.renderers.docs import render_install_sh, render_readme
 from bundles.renderers.firewall import render_ipf_rules, render_pf_conf
 from bundles.renderers.iked import render_iked_conf
@@ -44,6 +45,9 @@ def render_files(env: jinja2.Environment, site: Site, peer: PeerSpec) -> list[Bu
     else:
         files.append(_text("firewall/ipf.rules", render_ipf_rules(env, site, peer), SECRET))
     files.append(_text("install.sh", render_install_sh(env, site, peer), EXECUTABLE))
+    files.append(_text(scripts.REFRESH_PATH, scripts.render_refresh(env, site, peer), EXECUTABLE))
+    if peer.is_gateway:
+        files.append(_text(scripts.SYNC_PATH, scripts.render_sync(env, site, peer), EXECUTABLE))
     listed = sorted([f.path for f in files] + [SUMS_PATH] + ([KEY_PATH] if peer.portal_made_key else []))
     files.append(_text("README.txt", render_readme(env, site, peer, listed), PUBLIC))
     return sorted(files, key=lambda f: f.path)

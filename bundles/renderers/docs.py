@@ -57,6 +57,8 @@ def _purpose(path: str, peer: PeerSpec) -> str:
         "firewall/pf.conf": "-> /etc/pf.conf, mode 0600 (OpenBSD pf; see FIREWALL)",
         "iked/iked.conf": "-> /etc/iked.conf, mode 0600 (OpenBSD iked, IKEv2; see ALTERNATIVES)",
         "swanctl/swanctl.conf": "-> /etc/swanctl/swanctl.conf, mode 0600 (strongSwan; see ALTERNATIVES)",
+        "bin/ca-portal-refresh": f"-> {target}/bin/, mode 0755: fetches the CA's new CRLs (see STAYING CURRENT)",
+        "bin/ca-portal-sync": f"-> {target}/bin/, mode 0755: installs the gateway's new files (see AUTOMATIC SYNC)",
     }
     return known.get(path, "an extra file from the portal; see its first lines")
 
@@ -81,6 +83,8 @@ def render_readme(env: jinja2.Environment, site: Site, peer: PeerSpec, paths: Se
         has_crl="isakmpd/crls/ca.crl" in present,
         has_iked="iked/iked.conf" in present,
         has_swanctl="swanctl/swanctl.conf" in present,
+        has_refresh="bin/ca-portal-refresh" in present,
+        has_sync="bin/ca-portal-sync" in present,
         default_target=DEFAULT_TARGET,
         freebsd_target=FREEBSD_TARGET,
     )

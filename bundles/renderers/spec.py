@@ -227,6 +227,23 @@ def validate_service_name(value: str, *, field: str = "services") -> str:
     return value
 
 
+# http(s), a host name or address, an optional port and a plain path: the URL goes into sh scripts
+# (single-quoted as well) and into curl/wget/ftp/fetch command lines, so nothing else is allowed.
+_URL = re.compile(
+    r"https?://(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
+    r"(?:/[A-Za-z0-9._~/-]*)?"
+)
+
+
+def validate_url(value: str, *, field: str) -> str:
+    if not isinstance(value, str) or len(value) > 300 or not _URL.fullmatch(value):
+        raise SpecRejected(
+            "a URL here is http:// or https://, a host, an optional port and a plain path, nothing else",
+            field=field,
+        )
+    return value
+
+
 # --- the spec -------------------------------------------------------------------------------------
 
 
@@ -301,6 +318,12 @@ class Site:
     client_networks: tuple[tuple[str, tuple[str, ...]], ...] = ()
     portal_url: str = ""
     crl_pem: str = ""  # empty until a CRL exists
+    # bin/ca-portal-refresh and bin/ca-portal-sync (bundles/renderers/scripts.py): where the CRL is
+    # published ("" = portal_url + /crl.der, the CRL distribution point), how often install.sh schedules
+    # the refresher (hours) and the gateway's sync (minutes).
+    crl_url: str = ""
+    refresh_hours: int = 6
+    sync_minutes: int = 5
 
     def __post_init__(self) -> None:
         if len(self.services) > MAX_SERVICES:
@@ -326,10 +349,24 @@ class Site:
             raise SpecRejected("the CA certificate is not base64 DER", field="ca")
         if not re.fullmatch(r"[ -~]{1,64}", self.ca_name):
             raise SpecRejected("the CA name must be printable ASCII", field="ca")
+        for name in ("portal_url", "crl_url"):
+            if getattr(self, name):
+                validate_url(getattr(self, name), field=name)
+        if type(self.refresh_hours) is not int or not 1 <= self.refresh_hours <= 24:
+            raise SpecRejected("the CRL refresh interval is 1 to 24 hours", field="refresh_hours")
+        if type(self.sync_minutes) is not int or not 1 <= self.sync_minutes <= 60:
+            raise SpecRejected("the gateway's sync interval is 1 to 60 minutes", field="sync_minutes")
 
     @property
     def legacy(self) -> bool:
         return self.suite.legacy
+
+    @property
+    def crl_distribution_point(self) -> str:
+        """Where peers fetch the CRL: ``crl_url``, else the portal's /crl.der ("" without a portal URL)."""
+        if self.crl_url:
+            return self.crl_url
+        return f"{self.portal_url.rstrip('/')}/crl.der" if self.portal_url else ""
 
 
 @dataclass(frozen=True)

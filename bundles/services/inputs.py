@@ -52,6 +52,9 @@ def site_spec(
         client_networks=clients.networks,
         portal_url=settings.SITE_URL,
         crl_pem=crl.pem if crl is not None else "",
+        crl_url=settings.CA_CRL_URL,  # bin/ca-portal-refresh and bin/ca-portal-sync
+        refresh_hours=settings.CRL_REFRESH_HOURS,
+        sync_minutes=settings.GATEWAY_SYNC_MINUTES,
     )
 
 

@@ -70,7 +70,12 @@ MATRIX: dict[str, tuple[str, str, bool, dict[str, Any] | None, dict[str, int]]] 
         None,
         {"owner": 403, "other_user": 403, "admin": 200, "second_admin": 200, "auditor": 200, "anonymous": 401},
     ),
+    # The gateway's sync endpoint takes the gateway's sync token only (tests/bundles/test_sync.py): no
+    # person's token is one, so everyone gets 401 with the Bearer challenge.
+    "gateway-sync": ("GET", "api-gateway-bundle", False, None, {p: 401 for p in PERSONAS}),
 }
+# The authentication challenge of a 401, by URL name (the API's own scheme unless listed).
+CHALLENGES = {"api-gateway-bundle": 'Bearer realm="ca_portal gateway sync"'}
 
 
 def _api_route_names(patterns: list[Any] | None = None, prefix: str = "") -> Iterator[str]:
@@ -109,4 +114,4 @@ def test_it_gives_each_persona_the_expected_status(
     if response.status_code >= 400:
         assert set(response.json()) == {"errors"}
     if response.status_code == 401:
-        assert response["WWW-Authenticate"] == "Token"
+        assert response["WWW-Authenticate"] == CHALLENGES.get(name, "Token")

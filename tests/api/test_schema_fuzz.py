@@ -48,6 +48,7 @@ OPERATIONS = [
     ("GET", "/api/v1/peers/{id}/bundle"),
     ("GET", "/api/v1/certificates"),
     ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/gateway/bundle"),  # with a person's token: 401 (the sync token's own tests: tests/bundles)
 ]
 CHECKS = [
     not_a_server_error,

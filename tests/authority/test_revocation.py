@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -150,18 +151,29 @@ def test_the_web_tier_cannot_make_a_crl(ca: CertificateAuthority, monkeypatch: p
     assert "crl.published" not in _actions()
 
 
-def test_the_schedule_makes_a_first_crl_then_renews_at_half_life(ca: CertificateAuthority) -> None:
+def test_the_schedule_makes_a_first_crl_then_renews_it_daily(ca: CertificateAuthority) -> None:
     now = timezone.now()
 
     first = crl_renew_if_due(now=now)
-    fresh = crl_renew_if_due(now=now + timedelta(days=3))
-    renewed = crl_renew_if_due(now=now + timedelta(days=3, hours=13))
+    fresh = crl_renew_if_due(now=now + timedelta(hours=23, minutes=59))
+    renewed = crl_renew_if_due(now=now + timedelta(hours=24))
 
     assert first is not None
     assert fresh is None
     assert renewed is not None
     assert renewed.number == 2
-    assert renewed.next_update - renewed.this_update == timedelta(days=7)
+    # Valid for 30 days, renewed every day: a peer that fetched it survives four weeks without the portal.
+    assert renewed.next_update - renewed.this_update == timedelta(days=30)
+
+
+def test_the_schedule_renews_at_half_life_when_that_comes_first(ca: CertificateAuthority, settings: Any) -> None:
+    settings.CRL_VALIDITY_DAYS = 1
+    settings.CRL_RENEW_HOURS = 48
+    now = timezone.now()
+
+    assert crl_renew_if_due(now=now) is not None
+    assert crl_renew_if_due(now=now + timedelta(hours=11, minutes=59)) is None
+    assert crl_renew_if_due(now=now + timedelta(hours=12)) is not None
 
 
 def test_the_dashboard_warns_before_the_crl_runs_out(ca: CertificateAuthority) -> None:

@@ -68,6 +68,8 @@ def expected_modes(fqdn: str, *, gateway: bool) -> dict[str, int]:
         "iked/iked.conf": SECRET,
         "swanctl/swanctl.conf": SECRET,
         ("firewall/pf.conf" if gateway else "firewall/ipf.rules"): SECRET,
+        "bin/ca-portal-refresh": EXECUTABLE,
+        **({"bin/ca-portal-sync": EXECUTABLE} if gateway else {}),
     }
 
 

@@ -42,7 +42,7 @@ def test_the_owner_downloads_the_zip_and_it_is_audited(client_peer: Peer, owner:
     assert "client.example.com/isakmpd/private/local.key" not in names
     for info in archive.infolist():
         if not info.is_dir():
-            expected = {"install.sh": 0o755}.get(info.filename.rsplit("/", 1)[-1])
+            expected = {"install.sh": 0o755, "ca-portal-refresh": 0o755}.get(info.filename.rsplit("/", 1)[-1])
             mode = (info.external_attr >> 16) & 0o777
             assert mode == expected or mode in (0o600, 0o644)
     row = BundleDownload.objects.get()

@@ -30,6 +30,7 @@ CLIENT_PATHS = {
     "firewall/ipf.rules",
     "iked/iked.conf",
     "swanctl/swanctl.conf",
+    "bin/ca-portal-refresh",
 }
 
 

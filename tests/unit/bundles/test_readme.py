@@ -32,7 +32,10 @@ def bundle_paths(peer: PeerSpec, *, crl: bool = False) -> list[str]:
         "firewall/pf.conf" if peer.is_gateway else "firewall/ipf.rules",
         "iked/iked.conf",
         "swanctl/swanctl.conf",
+        "bin/ca-portal-refresh",
     ]
+    if peer.is_gateway:
+        paths.append("bin/ca-portal-sync")
     if peer.portal_key_pem is not None:
         paths.append("isakmpd/private/local.key")
     if crl:

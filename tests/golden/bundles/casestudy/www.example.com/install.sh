@@ -3,13 +3,18 @@
 # Made by ca_portal. README.txt explains every step; read it before you run this.
 #
 # Usage: sh install.sh [--dry-run] [--force] [--address A.B.C.D]
-#                      [--passphrase-file FILE] [TARGET_DIR]
+#                      [--passphrase-file FILE] [--iked] [--swanctl]
+#                      [--no-refresh] [--refresh-every HOURS]
+#                      [--sync-token-file FILE] [--sync-every MINUTES]
+#                      [--schedule-with systemd|cron.d|crontab|none] [TARGET_DIR]
 #
 # It checks SHA256SUMS, fills in @@MY_IP_ADDRESS@@, installs isakmpd.conf, isakmpd.policy and
 # the certificates into TARGET_DIR (default /etc/isakmpd) with the modes isakmpd
-# insists on, and decrypts the private key when the portal made it. It never overwrites a
-# file unless --force is given, and with --dry-run it only prints what it would do.
-# The firewall, iked and strongSwan files are not installed: see README.txt.
+# insists on, and decrypts the private key when the portal made it. It copies bin/ into
+# TARGET_DIR/bin and schedules the CRL refresher (and, with a sync token, the gateway's sync).
+# With --iked and --swanctl it installs those daemons' files as well, beside TARGET_DIR.
+# It never overwrites a file unless --force is given, and with --dry-run it only prints what
+# it would do. The firewall rules are not installed: see README.txt.
 
 set -eu
 umask 077
@@ -26,7 +31,10 @@ OPENSSL=${OPENSSL:-openssl}
 usage() {
 	cat <<'EOF'
 Usage: sh install.sh [--dry-run] [--force] [--address A.B.C.D]
-                     [--passphrase-file FILE] [TARGET_DIR]
+                     [--passphrase-file FILE] [--iked] [--swanctl]
+                     [--no-refresh] [--refresh-every HOURS]
+                     [--sync-token-file FILE] [--sync-every MINUTES]
+                     [--schedule-with systemd|cron.d|crontab|none] [TARGET_DIR]
 
   TARGET_DIR          where isakmpd reads its files: /etc/isakmpd (OpenBSD, the
                       default) or /usr/local/etc/isakmpd (FreeBSD port)
@@ -37,6 +45,19 @@ Usage: sh install.sh [--dry-run] [--force] [--address A.B.C.D]
                       of the default route)
   --passphrase-file F read the private key's passphrase from F instead of the
                       terminal (only for a key the portal made)
+  --iked              also install iked.conf and iked's certificates and CRL
+                      beside TARGET_DIR (/etc/iked.conf, /etc/iked/)
+  --swanctl           also install swanctl.conf and strongSwan's certificates
+                      and CRL beside TARGET_DIR (/etc/swanctl/)
+  --no-refresh        do not schedule bin/ca-portal-refresh (the CRL refresher)
+  --refresh-every H   run the CRL refresher every H hours (1-24, default 6)
+  --sync-token-file F install the gateway's sync token from F (mode 0600) and
+                      schedule bin/ca-portal-sync (see AUTOMATIC SYNC)
+  --sync-every M      run the sync every M minutes (1-60, default 5)
+  --schedule-with S   systemd (a timer), cron.d (/etc/cron.d), crontab (root's)
+                      or none (print what to schedule); default: crontab on
+                      OpenBSD, cron.d on FreeBSD, a systemd timer on Linux
+                      with systemd, else cron.d
 
 Set OPENSSL=eopenssl30 (or another path) to use a different openssl.
 EOF
@@ -59,10 +80,34 @@ address=
 address_given=0
 passfile=
 target=
+with_iked=0
+with_swanctl=0
+refresh=1
+refresh_every=6
+sync_token_file=
+sync_every=5
+schedule_with=
 while [ "$#" -gt 0 ]; do
 	case $1 in
 	--dry-run) dry_run=1 ;;
 	--force) force=1 ;;
+	--iked) with_iked=1 ;;
+	--swanctl) with_swanctl=1 ;;
+	--no-refresh) refresh=0 ;;
+	--refresh-every | --sync-every | --schedule-with | --sync-token-file)
+		[ "$#" -ge 2 ] || die "$1 needs a value"
+		case $1 in
+		--refresh-every) refresh_every=$2 ;;
+		--sync-every) sync_every=$2 ;;
+		--schedule-with) schedule_with=$2 ;;
+		--sync-token-file) sync_token_file=$2 ;;
+		esac
+		shift
+		;;
+	--refresh-every=*) refresh_every=${1#--refresh-every=} ;;
+	--sync-every=*) sync_every=${1#--sync-every=} ;;
+	--schedule-with=*) schedule_with=${1#--schedule-with=} ;;
+	--sync-token-file=*) sync_token_file=${1#--sync-token-file=} ;;
 	--address)
 		[ "$#" -ge 2 ] || die "--address needs a value"
 		address=$2
@@ -116,6 +161,36 @@ if [ -n "$passfile" ]; then
 	fi
 fi
 
+# Whole numbers in range only: they go into crontab lines and systemd units.
+in_range() {
+	case $1 in
+	'' | *[!0-9]* | 0*) return 1 ;;
+	esac
+	[ "$1" -ge "$2" ] && [ "$1" -le "$3" ]
+}
+in_range "$refresh_every" 1 24 || die "--refresh-every takes a number of hours from 1 to 24"
+in_range "$sync_every" 1 60 || die "--sync-every takes a number of minutes from 1 to 60"
+case $schedule_with in
+'' | systemd | cron.d | crontab | none) ;;
+*) die "--schedule-with takes systemd, cron.d, crontab or none" ;;
+esac
+
+# The sync token: read now (relative to where the user ran us), checked, never printed.
+sync_token=
+if [ -n "$sync_token_file" ]; then
+	case $sync_token_file in
+	/*) ;;
+	*) sync_token_file="$(pwd)/$sync_token_file" ;;
+	esac
+	if [ ! -f "$sync_token_file" ] || [ ! -r "$sync_token_file" ]; then
+		die "cannot read the sync token file $sync_token_file"
+	fi
+	sync_token=$(head -n 1 "$sync_token_file" | tr -d ' \t\r')
+	case $sync_token in
+	'' | *[!A-Za-z0-9_-]*) die "$sync_token_file does not hold a sync token (copy it from the portal's gateway page)" ;;
+	esac
+fi
+
 # The target goes into a sed replacement and into isakmpd.conf, so only plain path characters.
 target=${target:-$default_target}
 case $target in
@@ -147,6 +222,10 @@ cert="isakmpd/certs/$fqdn.crt"
 crl=isakmpd/crls/ca.crl
 portal_key=isakmpd/private/local.key
 ipf=firewall/ipf.rules
+iked_conf=iked/iked.conf
+swanctl_conf=swanctl/swanctl.conf
+refresher=bin/ca-portal-refresh
+syncer=bin/ca-portal-sync
 
 for f in "$conf" "$policy" "$cacert" "$cert" SHA256SUMS; do
 	[ -f "$f" ] || die "$f is missing: run install.sh from the unpacked bundle, or download it again"
@@ -178,7 +257,13 @@ verify_sums() {
 }
 
 verify_sums
-for f in "$conf" "$policy" "$cacert" "$cert" "$crl" "$portal_key" "$ipf"; do
+if [ -n "$sync_token" ] && [ ! -f "$syncer" ]; then
+	die "--sync-token-file is for the gateway's bundle (it has bin/ca-portal-sync); this one has none"
+fi
+[ "$with_iked" -eq 0 ] || [ -f "$iked_conf" ] || die "--iked: this bundle has no $iked_conf"
+[ "$with_swanctl" -eq 0 ] || [ -f "$swanctl_conf" ] || die "--swanctl: this bundle has no $swanctl_conf"
+
+for f in "$conf" "$policy" "$cacert" "$cert" "$crl" "$portal_key" "$ipf" "$iked_conf" "$swanctl_conf" "$refresher" "$syncer"; do
 	if [ -f "$f" ] && ! listed "$f"; then
 		die "$f is not listed in SHA256SUMS; download the bundle again"
 	fi
@@ -259,6 +344,26 @@ add_conflict "$target/certs/$fqdn.crt"
 [ ! -f "$crl" ] || add_conflict "$target/crls/ca.crl"
 [ ! -f "$portal_key" ] || add_conflict "$dest_key"
 [ ! -f "$ipf" ] || add_conflict "$target/ipf.rules"
+[ ! -f "$refresher" ] || add_conflict "$target/$refresher"
+[ ! -f "$syncer" ] || add_conflict "$target/$syncer"
+
+# iked and strongSwan read their files beside the isakmpd directory: /etc/iked.conf and /etc/iked/,
+# /etc/swanctl/ (FreeBSD: /usr/local/etc/swanctl/ beside /usr/local/etc/isakmpd).
+etc=${target%/*}
+iked_dir="$etc/iked"
+swanctl_dir="$etc/swanctl"
+if [ "$with_iked" -eq 1 ]; then
+	add_conflict "$etc/iked.conf"
+	add_conflict "$iked_dir/ca/ca.crt"
+	add_conflict "$iked_dir/certs/$fqdn.crt"
+	[ ! -f "$crl" ] || add_conflict "$iked_dir/crls/ca.crl"
+fi
+if [ "$with_swanctl" -eq 1 ]; then
+	add_conflict "$swanctl_dir/swanctl.conf"
+	add_conflict "$swanctl_dir/x509ca/ca.crt"
+	add_conflict "$swanctl_dir/x509/$fqdn.crt"
+	[ ! -f "$crl" ] || add_conflict "$swanctl_dir/x509crl/ca.crl"
+fi
 if [ -n "$conflicts" ] && [ "$force" -eq 0 ]; then
 	printf 'install.sh: these files exist already; nothing was changed:%s\n' "$conflicts" >&2
 	die "move them away first, or run again with --force to overwrite them"
@@ -397,6 +502,65 @@ fi
 if [ -f "$ipf" ]; then
 	put_filled 0600 "$ipf" "$target/ipf.rules" no
 fi
+if [ -f "$refresher" ] || [ -f "$syncer" ]; then
+	make_dir 0755 "$target/bin"
+fi
+for f in "$refresher" "$syncer"; do
+	if [ -f "$f" ]; then
+		act install -m 0755 "$f" "$target/$f"
+	fi
+done
+if [ -n "$sync_token" ]; then
+	printf '%s install -m 0600 (the token from %s) %s\n' "$prefix" "$sync_token_file" "$target/private/ca-portal-sync.token"
+	if [ "$dry_run" -eq 0 ]; then
+		tmp_file="$target/private/.ca-portal-sync.token.$$"
+		printf '%s\n' "$sync_token" >"$tmp_file"
+		chmod 600 "$tmp_file"
+		mv -f "$tmp_file" "$target/private/ca-portal-sync.token"
+		tmp_file=
+	fi
+fi
+
+# The same certificate (and key) for iked or strongSwan. A key already there is never replaced.
+copy_key() {
+	if [ -e "$1" ]; then
+		if [ -f "$dest_key" ] && ! cmp -s "$dest_key" "$1"; then
+			warn "$1 differs from $dest_key; it was left as it is"
+		fi
+	elif [ -f "$dest_key" ] || { [ "$dry_run" -eq 1 ] && [ -f "$portal_key" ]; }; then
+		act install -m 0600 "$dest_key" "$1"
+	else
+		warn "no private key for $2 yet: install -m 0600 /path/to/your.key $1"
+	fi
+}
+if [ "$with_iked" -eq 1 ]; then
+	make_dir 0755 "$iked_dir"
+	for sub in ca certs crls; do
+		make_dir 0755 "$iked_dir/$sub"
+	done
+	make_dir 0700 "$iked_dir/private"
+	put_filled 0600 "$iked_conf" "$etc/iked.conf" no
+	act install -m 0644 "$cacert" "$iked_dir/ca/ca.crt"
+	act install -m 0644 "$cert" "$iked_dir/certs/$fqdn.crt"
+	if [ -f "$crl" ]; then
+		act install -m 0644 "$crl" "$iked_dir/crls/ca.crl"
+	fi
+	copy_key "$iked_dir/private/local.key" iked
+fi
+if [ "$with_swanctl" -eq 1 ]; then
+	make_dir 0755 "$swanctl_dir"
+	for sub in x509ca x509 x509crl; do
+		make_dir 0755 "$swanctl_dir/$sub"
+	done
+	make_dir 0700 "$swanctl_dir/private"
+	put_filled 0600 "$swanctl_conf" "$swanctl_dir/swanctl.conf" no
+	act install -m 0644 "$cacert" "$swanctl_dir/x509ca/ca.crt"
+	act install -m 0644 "$cert" "$swanctl_dir/x509/$fqdn.crt"
+	if [ -f "$crl" ]; then
+		act install -m 0644 "$crl" "$swanctl_dir/x509crl/ca.crl"
+	fi
+	copy_key "$swanctl_dir/private/local.key" strongSwan
+fi
 
 # isakmpd ignores a key that group or others can read, and then fails every negotiation.
 if [ ! -f "$portal_key" ]; then
@@ -413,6 +577,94 @@ if [ ! -f "$portal_key" ]; then
 		*) warn "$dest_key is $perms; isakmpd refuses it. Run: chmod 600 $dest_key" ;;
 		esac
 	fi
+fi
+
+# --- schedules ---------------------------------------------------------------------------
+
+# How: crontab on OpenBSD (no /etc/cron.d there), /etc/cron.d on FreeBSD (cron reads it since 12.0),
+# a systemd timer on Linux with systemd, else /etc/cron.d.
+if [ -z "$schedule_with" ]; then
+	case $(uname -s) in
+	OpenBSD) schedule_with="crontab" ;;
+	FreeBSD) schedule_with="cron.d" ;;
+	Linux) if [ -d /run/systemd/system ]; then schedule_with="systemd"; else schedule_with="cron.d"; fi ;;
+	*) schedule_with="crontab" ;;
+	esac
+fi
+if [ "$schedule_with" != none ] && [ "$dry_run" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
+	warn "not running as root, so nothing is scheduled; run install.sh again as root, or schedule by hand:"
+	schedule_with=none
+fi
+# A fixed minute per host, from its name, so that a thousand peers do not all ask at :00.
+spread=$(printf '%s\n' "$fqdn" | cksum | awk '{ print $1 }')
+
+# schedule NAME EVERY UNIT DESCRIPTION: run TARGET/bin/NAME --quiet every EVERY hours or minutes.
+schedule() {
+	name=$1 every=$2 unit=$3 what=$4
+	command="$target/bin/$name --target $target --quiet"
+	if [ "$unit" = h ]; then
+		if [ "$every" -eq 24 ]; then
+			when="$((spread % 60)) $((spread / 60 % 24)) * * *"
+		else
+			when="$((spread % 60)) */$every * * *"
+		fi
+		systemd_every="${every}h"
+	else
+		if [ "$every" -eq 60 ]; then
+			when="$((spread % 60)) * * * *"
+		else
+			when="*/$every * * * *"
+		fi
+		systemd_every="${every}min"
+	fi
+	case $schedule_with in
+	none)
+		printf 'Not scheduled (--schedule-with none): run %s every %s%s, e.g. from cron:\n  %s %s\n' \
+			"$command" "$every" "$unit" "$when" "$command"
+		;;
+	crontab)
+		printf '%s add to root'"'"'s crontab: %s %s\n' "$prefix" "$when" "$command"
+		if [ "$dry_run" -eq 0 ]; then
+			{
+				crontab -l 2>/dev/null | grep -v -F "$target/bin/$name " || :
+				printf '%s %s\n' "$when" "$command"
+			} | crontab - || die "could not change root's crontab"
+		fi
+		;;
+	cron.d)
+		file="/etc/cron.d/$name"
+		printf '%s write %s: %s root %s\n' "$prefix" "$file" "$when" "$command"
+		if [ "$dry_run" -eq 0 ]; then
+			[ -d /etc/cron.d ] || mkdir -m 0755 /etc/cron.d
+			printf '# %s (made by install.sh of %s)\nSHELL=/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin\n%s root %s\n' \
+				"$what" "$fqdn" "$when" "$command" >"$file.tmp.$$"
+			chmod 0644 "$file.tmp.$$"
+			mv -f "$file.tmp.$$" "$file"
+		fi
+		;;
+	systemd)
+		units=/etc/systemd/system
+		printf '%s write %s/%s.service and %s.timer (every %s), then systemctl enable --now %s.timer\n' \
+			"$prefix" "$units" "$name" "$name" "$systemd_every" "$name"
+		if [ "$dry_run" -eq 0 ]; then
+			printf '[Unit]\nDescription=%s\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\nExecStart=%s\n' \
+				"$what" "$command" >"$units/$name.service"
+			printf '[Unit]\nDescription=%s (timer)\n\n[Timer]\nOnBootSec=2min\nOnUnitActiveSec=%s\nRandomizedDelaySec=%s\n\n[Install]\nWantedBy=timers.target\n' \
+				"$what" "$systemd_every" "$([ "$unit" = h ] && echo 10min || echo 20s)" >"$units/$name.timer"
+			chmod 0644 "$units/$name.service" "$units/$name.timer"
+			if ! systemctl daemon-reload || ! systemctl enable --now "$name.timer" >/dev/null; then
+				die "could not enable $name.timer"
+			fi
+		fi
+		;;
+	esac
+}
+
+if [ "$refresh" -eq 1 ] && [ -f "$refresher" ]; then
+	schedule ca-portal-refresh "$refresh_every" h "ca_portal: refresh the CRL of $fqdn"
+fi
+if [ -n "$sync_token" ]; then
+	schedule ca-portal-sync "$sync_every" min "ca_portal: sync the gateway $fqdn with the portal"
 fi
 
 if [ "$dry_run" -eq 1 ]; then
