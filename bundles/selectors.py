@@ -11,7 +11,10 @@ import difflib
 import enum
 import hashlib
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import F, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
@@ -20,7 +23,7 @@ from authority.models import CertificateAuthority, CertificateRequest, Crl
 from authority.revocation import current_crl
 from authority.services import active_ca
 from bundles.errors import BundleError
-from bundles.models import Bundle, BundleDownload, DownloadLink, SiteProfile
+from bundles.models import Bundle, BundleDownload, DownloadLink, SiteProfile, SyncToken
 from core.roles import is_ca_admin
 from enrollment.models import Peer, PortalKey
 from enrollment.selectors import peer_for_user, peers_visible_to
@@ -316,23 +319,41 @@ def gateway_state(profile: SiteProfile, gateway: Peer | None) -> GatewayState:
 
 def gateway_needs_update(profile: SiteProfile) -> bool:
     """``gateway_state(...).needs_update`` for the banner on every CA admin's page, in one query when the
-    gateway is found at once: its newest version and the newest one an admin downloaded come with it."""
+    gateway is found at once: its newest version, the newest one an admin downloaded and, when the
+    gateway syncs itself (bin/ca-portal-sync), what its live sync token last saw come with it. A
+    gateway that syncs and has been heard from lately fetches new files itself: no banner for it."""
     latest = Bundle.objects.filter(peer=OuterRef("pk")).order_by("-version").values("version")[:1]
     downloaded = (
         BundleDownload.objects.filter(bundle__peer=OuterRef("pk"))
         .order_by("-bundle__version")
         .values("bundle__version")[:1]
     )
+    token = SyncToken.objects.filter(
+        peer__fqdn=OuterRef("fqdn"), peer__kind=Peer.Kind.SERVER, revoked_at__isnull=True
+    ).order_by("-pk")
     servers = (
         issued_peers()
         .filter(kind=Peer.Kind.SERVER)
         .only("pk", "fqdn")
-        .annotate(latest_version=Subquery(latest), downloaded_version=Subquery(downloaded))
+        .annotate(
+            latest_version=Subquery(latest),
+            downloaded_version=Subquery(downloaded),
+            sync_token=Subquery(token.values("pk")[:1]),
+            sync_running=Subquery(token.values("running_version")[:1]),
+            sync_seen=Subquery(token.values("last_seen_at")[:1]),
+        )
     )
-    gateway = _gateway_among(servers, profile)
-    if gateway is None or gateway.latest_version is None:  # type: ignore[attr-defined]
+    gateway: Any = _gateway_among(servers, profile)
+    if gateway is None or gateway.latest_version is None:
         return False
-    return (gateway.downloaded_version or 0) < gateway.latest_version  # type: ignore[attr-defined,no-any-return]
+    if (gateway.downloaded_version or 0) >= gateway.latest_version:
+        return False
+    if gateway.sync_token is None:
+        return True
+    if gateway.sync_running == gateway.latest_version:
+        return False
+    silent_after = 3 * timedelta(minutes=settings.GATEWAY_SYNC_MINUTES)
+    return gateway.sync_seen is None or timezone.now() - gateway.sync_seen > silent_after
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from authority.audit_watch import latest_check_failed
 from authority.revocation import crl_health
 from authority.services import active_ca
 from bundles import selectors
-from bundles.sync import gateway_sync_state
 from core.roles import is_auditor, is_ca_admin
 
 
@@ -40,11 +39,7 @@ def _bundle_flags(admin: bool) -> dict[str, Any]:
     profile = selectors.profile_get()
     flags: dict[str, Any] = {"legacy_suite_warning": profile.legacy_allowed and profile.suite.startswith("legacy")}
     if admin:
-        needs = selectors.gateway_needs_update(profile)
-        if needs:  # a gateway that syncs fetches new files itself; its page says when
-            state = gateway_sync_state(selectors.gateway_peer(profile))
-            needs = not state.current and not (state.on and not state.silent)
-        flags["gateway_needs_update"] = needs
+        flags["gateway_needs_update"] = selectors.gateway_needs_update(profile)
         flags["crl_warning"] = crl_health().warning
         flags["audit_broken"] = latest_check_failed()
     return flags
