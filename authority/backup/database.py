@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg.conninfo import make_conninfo
 
@@ -169,6 +169,12 @@ def _pg_snapshot(connection: BaseDatabaseWrapper, staging: Path) -> Snapshot:
         snapshot_id, schema, version = cursor.fetchone()
         facts = facts_from(cursor)
         migrations = _migrations(cursor)
+        # pg_dump --schema leaves out extensions (pg_trgm: the FQDN search index needs it); name them.
+        cursor.execute(
+            "SELECT e.extname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE n.nspname = current_schema() ORDER BY e.extname"
+        )
+        extensions = [str(row[0]) for row in cursor.fetchall()]
         # pg_dump reads in this transaction's snapshot, which stays open until it is done.
         _run(
             [
@@ -189,6 +195,7 @@ def _pg_snapshot(connection: BaseDatabaseWrapper, staging: Path) -> Snapshot:
         "format": "pg_dump custom",
         "schema": schema,
         "server_version": version,
+        "extensions": extensions,
         "migrations": migrations,
     }
     return Snapshot(PG_MEMBER, path, info, facts)
@@ -252,6 +259,20 @@ def _pg_wipe(connection: BaseDatabaseWrapper) -> None:
             cursor.execute(f"DROP TYPE IF EXISTS {type_name} CASCADE")
 
 
+def _pg_extensions(connection: BaseDatabaseWrapper, names: list[str], schema: str) -> None:
+    """Create the extensions the backed-up schema had (pg_trgm is trusted: the database owner may)."""
+    quote = connection.ops.quote_name
+    for name in names:
+        try:
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                cursor.execute(f"CREATE EXTENSION IF NOT EXISTS {quote(name)} SCHEMA {quote(schema)}")
+        except DatabaseError as exc:
+            raise BackupError(
+                f"the backup needs the extension {name}, which this role may not create ({str(exc).strip()}); "
+                f"have a superuser run CREATE EXTENSION {name} in the target database, then restore again"
+            ) from None
+
+
 def _pg_load(connection: BaseDatabaseWrapper, path: Path, info: dict[str, Any], staging: Path) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_schema()")
@@ -263,6 +284,7 @@ def _pg_load(connection: BaseDatabaseWrapper, path: Path, info: dict[str, Any], 
             f"the backup is of schema {info.get('schema')!r}, the target's is {schema!r}: restore into a "
             f"database whose search_path starts with {info.get('schema')!r}"
         )
+    _pg_extensions(connection, [str(name) for name in info.get("extensions", [])], schema)
     conninfo, env = _libpq(connection)
     pg_restore = _tool("pg_restore")
     listing = staging / "restore.list"
