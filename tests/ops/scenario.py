@@ -139,12 +139,12 @@ def web() -> dict[str, Any]:
     failed = client.post("/login/", {"username": "alice", "password": "not the password"}, secure=True)
     signed_in = client.post("/login/", {"username": "alice", "password": PASSWORD}, secure=True)
     peers = client.get("/peers/", secure=True)
-    ca_page = client.get("/ca/", secure=True)
+    home = client.get("/", secure=True)
     return {
         "failed": failed.status_code,
         "signed_in": signed_in.status_code,
         "peers": peers.status_code,
-        "ca": ca_page.status_code,
+        "home": home.status_code,
         "state": state(),
     }
 
