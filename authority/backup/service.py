@@ -296,6 +296,7 @@ def backup_restore(*, archive: Path, passphrase: bytes, force: bool, actor: str)
             files.install(staging / member, member)
         clock.lap("files")
     found = database.live_facts()
+    clock.lap("compare")
     differ = [name for name in _COMPARED if found.get(name) != facts.get(name)]
     if differ:
         raise BackupError(
