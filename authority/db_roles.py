@@ -244,6 +244,17 @@ def restrict_runtime_roles(using: str = DEFAULT_DB_ALIAS) -> list[str]:
     return roles
 
 
+def is_superuser(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether the connection's role is a PostgreSQL superuser (False on SQLite)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 def restrict_after_migrate(sender: Any, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
     """post_migrate: a table a migration just made has the runtime role's full DML from the default
     privileges; put the audit tables back to SELECT and INSERT."""

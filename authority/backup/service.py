@@ -314,6 +314,11 @@ def backup_restore(*, archive: Path, passphrase: bytes, force: bool, actor: str)
     roles = db_roles.restrict_runtime_roles()
     if roles:
         notes.append(f"runtime role privileges set again for {', '.join(roles)}")
+    elif db_roles.is_superuser():
+        notes.append(
+            "restored as a PostgreSQL superuser, which now owns the tables: with the two-role set-up, run "
+            "`manage.py db_roles` again (docs/backup.md)"
+        )
     audit_record(
         "backup.restored",
         actor=actor,
