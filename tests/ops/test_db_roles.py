@@ -12,6 +12,7 @@ check), then every way to change the audit log behind the chain's back, each ref
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -70,14 +71,17 @@ def _database_name() -> str:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[Deployment, str, str]]:
+def site(tmp_path: Path) -> Iterator[tuple[Deployment, Deployment, str, str]]:
+    """A deployment, an empty one to restore into, and the names of the two roles (all dropped after)."""
     deployment = Deployment(tmp_path, "postgresql")
+    restored = Deployment(tmp_path, "postgresql", name="restored")
     suffix = secrets.token_hex(3)
     owner, runtime = f"ca_portal_bk_own_{suffix}", f"ca_portal_bk_run_{suffix}"
     try:
-        yield deployment, owner, runtime
+        yield deployment, restored, owner, runtime
     finally:
         deployment.drop()
+        restored.drop()
         for role in (runtime, owner):
             pg_admin(f'DROP ROLE IF EXISTS "{role}"')
 
@@ -95,8 +99,10 @@ def _privileges(site: Deployment, role: str) -> dict[str, tuple[tuple[str, ...],
 
 
 @pytest.mark.integration
-def test_the_runtime_role_works_and_cannot_rewrite_history(site: tuple[Deployment, str, str], tmp_path: Path) -> None:
-    deployment, owner, runtime = site
+def test_the_runtime_role_works_and_cannot_rewrite_history(
+    site: tuple[Deployment, Deployment, str, str], tmp_path: Path
+) -> None:
+    deployment, restored, owner, runtime = site
     # As a superuser, before the first migrate (the order of a new installation); then migrate as the owner.
     made = deployment.manage("db_roles", "--owner", owner, "--runtime", runtime)
     assert "Roles set up" in made.stdout
@@ -169,6 +175,19 @@ def test_the_runtime_role_works_and_cannot_rewrite_history(site: tuple[Deploymen
     # Nothing was changed (the backup's own event is the last), and the chain still checks out.
     assert after["audit"] == {**events, "count": events["count"] + 1}
     assert after["last_action"] == "backup.created"
+
+    # A restore as the owner onto another database with the same roles: the runtime role's privileges,
+    # which the dump does not carry, are set again by the rule (the audit tables included).
+    restored.manage("db_roles", "--owner", owner, "--runtime", runtime)
+    shutil.copy2(deployment.var / "ca-key-passphrase", restored.var / "ca-key-passphrase")
+    done = restored.manage("restore", str(tmp_path / "b.cabk"), "--passphrase-file", str(passphrase), role=owner).stdout
+    assert f"runtime role privileges set again for {runtime}" in done
+    assert "Audit chain: OK" in done
+    tables = _privileges(restored, runtime)
+    assert {owner_name for _, owner_name in tables.values()} == {owner}
+    for table, (allowed, _) in tables.items():
+        assert allowed == runtime_privileges(table), table
+    assert restored.scenario("state", role=runtime)["certificates"] == after["certificates"]
 
     # Safe to run again; the owner still could drop the trigger (which is why the portal must not be it).
     again = deployment.manage("db_roles", "--owner", owner, "--runtime", runtime)
