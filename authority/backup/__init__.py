@@ -1,6 +1,7 @@
 """Backup and restore of a whole deployment: ``manage.py backup`` and ``manage.py restore`` (docs/backup.md).
 
-- ``archive``: the encrypted archive format (pure: ``cryptography`` and the standard library only).
+- ``stream``: the encrypted container (scrypt, chunked AES-256-GCM); ``archive``: the tar and its
+  manifest inside it. Both pure: ``cryptography`` and the standard library only.
 - ``database``: a consistent snapshot of the database and its restore (pg_dump/pg_restore, SQLite's
   online backup API).
 - ``files``: what of the var dir goes in (the encrypted CA key, the secret key, the audit checkpoints,

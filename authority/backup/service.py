@@ -37,8 +37,9 @@ from django.utils import timezone
 from authority import db_roles
 from authority.audit import VerifyResult, audit_record, audit_verify
 from authority.backup import database, files
-from authority.backup.archive import DEFAULT_SCRYPT_N, Entry, check_passphrase, entry_for, read_archive, write_archive
+from authority.backup.archive import Entry, entry_for, read_archive, write_archive
 from authority.backup.errors import BackupError
+from authority.backup.stream import DEFAULT_SCRYPT_N, check_passphrase
 
 _READ = 1 << 16
 _COMPARED = (

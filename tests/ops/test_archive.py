@@ -1,4 +1,4 @@
-"""The encrypted archive format (authority/backup/archive.py): what it carries, and everything it refuses."""
+"""The encrypted archive format (authority/backup/stream.py and archive.py): what it carries, and all it refuses."""
 
 from __future__ import annotations
 
@@ -11,17 +11,8 @@ from typing import Any
 
 import pytest
 
-from authority.backup.archive import (
-    MAGIC,
-    MIN_SCRYPT_N,
-    TAG_SIZE,
-    ArchiveError,
-    EncryptedWriter,
-    Entry,
-    entry_for,
-    read_archive,
-    write_archive,
-)
+from authority.backup.archive import Entry, entry_for, read_archive, write_archive
+from authority.backup.stream import MAGIC, MIN_SCRYPT_N, TAG_SIZE, ArchiveError, EncryptedWriter
 
 PASS = b"a backup passphrase of some length"
 CHUNK = 4096
