@@ -101,6 +101,9 @@ def snapshot(connection: BaseDatabaseWrapper, staging: Path) -> Snapshot:
             [
                 pg_dump,
                 "--format=custom",
+                # zlib level 1: half the time of the default level 6 for 4 % more bytes (measured on 20,000
+                # certificates: 8.7 s and 64 MB against 16.7 s and 61 MB; uncompressed 1.8 s and 144 MB).
+                "--compress=1",
                 f"--snapshot={snapshot_id}",
                 f"--schema={_pattern(schema)}",
                 "--no-owner",
