@@ -91,6 +91,20 @@ class RenewForm(_KeyChoiceForm):
     """Renewal: the FQDN, kind, networks and address are the peer's; only the key is new."""
 
 
+class ApproveForm(forms.Form):
+    """The approval button, and the acknowledgement of the overlaps the page showed (if any)."""
+
+    accept_overlap = forms.BooleanField(required=False, label="I accept the overlap")
+    overlap_with = forms.CharField(required=False, widget=forms.HiddenInput, max_length=2000)
+
+    def clean(self) -> dict[str, Any]:
+        """``accepted``: the ids of the peers whose overlap the admin saw and accepted (none unless ticked)."""
+        data = super().clean() or {}
+        ids = [int(v) for v in str(data.get("overlap_with") or "").split(",") if v.strip().isdigit()][:100]
+        data["accepted"] = ids if data.get("accept_overlap") else []
+        return data
+
+
 class RejectForm(forms.Form):
     reason = forms.CharField(
         max_length=500, widget=forms.Textarea(attrs={"rows": 3}), label="Reason (the owner sees it)"

@@ -130,7 +130,9 @@ def _ipv4(value: object, *, field: str, public: bool) -> str:
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
-        raise NetworkRejected(f"{_shown(text)} is not an IP address", field=field) from None
+        raise NetworkRejected(
+            f"{_shown(text)} is not an IP address (not an IPv4 address like 192.0.2.10)", field=field
+        ) from None
     if not isinstance(address, ipaddress.IPv4Address):
         raise NetworkRejected(f"{text}: {IPV6_NOT_YET}", field=field)
     if address.is_unspecified:
