@@ -63,14 +63,14 @@ class PeerRegisterForm(_KeyChoiceForm):
     networks = forms.CharField(
         required=False,
         label="Networks behind the peer",
-        help_text="For a client gateway or the VPN gateway: one CIDR per line, e.g. 10.10.10.0/24. "
-        "Leave empty for a roaming laptop.",
+        help_text="For a client gateway or the VPN gateway: one IPv4 network per line, e.g. 10.10.10.0/24. "
+        "Not one another peer or the gateway already uses. Leave empty for a roaming laptop.",
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
     )
     address = forms.CharField(
         required=False,
         label="Public address",
-        help_text="Required for the VPN gateway (kind server): the address clients connect to.",
+        help_text="Required for the VPN gateway (kind server): the IPv4 address clients connect to.",
     )
 
     def __init__(self, *args: Any, allow_server: bool = False, **kwargs: Any) -> None:
