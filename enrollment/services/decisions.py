@@ -84,12 +84,14 @@ def overlap_lock(peer_id: int) -> None:
 def _overlaps_accepted(peer: Peer, accept_overlap_with: Collection[int]) -> list[dict[str, object]]:
     """The peer's overlaps with other live peers, as the audit event records them; 409 if one is not accepted."""
     found = network_overlaps(list(peer.networks), fqdn=peer.fqdn)
-    missing = [overlap for overlap in found if overlap.owner.peer_id not in set(accept_overlap_with)]
+    accepted = set(accept_overlap_with)
+    missing = [overlap for overlap in found if overlap.owner.peer_id not in accepted]
     if missing:
+        ids = ", ".join(str(i) for i in sorted({overlap.owner.peer_id for overlap in missing}))
         raise EnrollmentError(
-            f"{peer.fqdn}: {'; '.join(overlap_warning(overlap) for overlap in missing[:5])}. "
-            "Approve it only if both may hold these addresses, with the overlap accepted "
-            f"(peers {', '.join(str(i) for i in sorted({o.owner.peer_id for o in missing}))})",
+            f"{'; '.join(overlap_warning(overlap) for overlap in missing[:5])}. Approve only if both may hold "
+            f"these addresses, accepting the overlap with peer {ids} (the approval page's 'I accept the overlap', "
+            "or accept_overlap_with in the API)",
             field="accept_overlap_with",
             status=409,
         )
