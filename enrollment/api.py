@@ -156,15 +156,19 @@ class PeerApproveView(ApiView):
         tags=["peers"],
         summary="Approve a pending peer (CA admins)",
         description="Queues the signing. Nobody approves their own request (403) unless the site policy allows "
-        "it on a one-admin site. A peer that is not pending, or whose key is still being made, gives 409.",
+        "it on a one-admin site. A peer that is not pending, or whose key is still being made, gives 409. "
+        "So does a peer whose networks overlap another live peer's (the VPN gateway's included), unless "
+        "`accept_overlap_with` lists every such peer's id; the accepted overlaps are recorded in the audit log.",
         parameters=[PEER_ID],
         request=PeerApproveSerializer,
         responses={200: PeerSerializer, **error_responses(400, 401, 403, 404, 409, 413, 415)},
     )
     def post(self, request: Request, id: str) -> Response:
-        peer_id, approver, _ = _decision_input(request, id, PeerApproveSerializer)
+        peer_id, approver, data = _decision_input(request, id, PeerApproveSerializer)
         try:
-            approved = peer_approve(peer_id=peer_id, approver=approver, actor=approver)
+            approved = peer_approve(
+                peer_id=peer_id, approver=approver, actor=approver, accept_overlap_with=data["accept_overlap_with"]
+            )
         except Peer.DoesNotExist:
             raise exceptions.NotFound("no such peer") from None
         return Response(peer_data(approved))

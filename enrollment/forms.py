@@ -63,14 +63,14 @@ class PeerRegisterForm(_KeyChoiceForm):
     networks = forms.CharField(
         required=False,
         label="Networks behind the peer",
-        help_text="For a client gateway or the VPN gateway: one CIDR per line, e.g. 10.10.10.0/24. "
-        "Leave empty for a roaming laptop.",
+        help_text="For a client gateway or the VPN gateway: one IPv4 network per line, e.g. 10.10.10.0/24. "
+        "Not one another peer or the gateway already uses. Leave empty for a roaming laptop.",
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
     )
     address = forms.CharField(
         required=False,
         label="Public address",
-        help_text="Required for the VPN gateway (kind server): the address clients connect to.",
+        help_text="Required for the VPN gateway (kind server): the IPv4 address clients connect to.",
     )
 
     def __init__(self, *args: Any, allow_server: bool = False, **kwargs: Any) -> None:
@@ -89,6 +89,20 @@ class PeerRegisterForm(_KeyChoiceForm):
 
 class RenewForm(_KeyChoiceForm):
     """Renewal: the FQDN, kind, networks and address are the peer's; only the key is new."""
+
+
+class ApproveForm(forms.Form):
+    """The approval button, and the acknowledgement of the overlaps the page showed (if any)."""
+
+    accept_overlap = forms.BooleanField(required=False, label="I accept the overlap")
+    overlap_with = forms.CharField(required=False, widget=forms.HiddenInput, max_length=2000)
+
+    def clean(self) -> dict[str, Any]:
+        """``accepted``: the ids of the peers whose overlap the admin saw and accepted (none unless ticked)."""
+        data = super().clean() or {}
+        ids = [int(v) for v in str(data.get("overlap_with") or "").split(",") if v.strip().isdigit()][:100]
+        data["accepted"] = ids if data.get("accept_overlap") else []
+        return data
 
 
 class RejectForm(forms.Form):

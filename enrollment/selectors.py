@@ -3,6 +3,7 @@ goes through here: 404 for what is not theirs). Nothing here writes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +22,7 @@ from pki.csr import vet_csr
 from pki.errors import PkiError
 from pki.est import csr_public_key_der
 from pki.keys import describe_key
+from pki.networks import Overlap, overlaps
 
 QUEUE_SORTS = {"newest": "-created_at", "oldest": "created_at", "fqdn": "fqdn", "owner": "owner__username"}
 
@@ -73,6 +75,69 @@ def peer_for_user(user: User, peer_id: int) -> Peer:
     if peer is None:
         raise Http404("no such peer")
     return peer
+
+
+# --- networks in use (T35) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkHolder:
+    """A live peer that holds networks, as an overlap names it (to CA admins; users see less)."""
+
+    peer_id: int
+    fqdn: str
+    kind: str
+    owner_id: int
+    pending: bool
+
+    def __str__(self) -> str:
+        what = f"the VPN gateway {self.fqdn}" if self.kind == Peer.Kind.SERVER else self.fqdn
+        return f"{what} (peer {self.peer_id}{', pending' if self.pending else ''})"
+
+
+NetworksInUse = list[tuple[NetworkHolder, list[str]]]
+
+
+def live_peers() -> QuerySet[Peer]:
+    """Peers whose networks are taken: not rejected, retired, revoked or failed (pending ones included,
+    so two requests for one network meet at the second registration or, at the latest, at approval)."""
+    return (
+        Peer.objects.filter(retired_at__isnull=True)
+        .exclude(decision=Peer.Decision.REJECTED)
+        .exclude(certificate_request__status=CertificateRequest.Status.FAILED)
+        .exclude(certificate_request__certificate__revoked_at__isnull=False)
+    )
+
+
+def networks_in_use() -> NetworksInUse:
+    """Every live peer with networks behind it (the VPN gateway's are its protected networks), by id.
+
+    One query; a page that checks many peers (the approval queue) reads this once and passes it on.
+    """
+    rows = (
+        live_peers()
+        .exclude(networks=[])
+        .order_by("pk")
+        .values_list("pk", "fqdn", "kind", "owner_id", "decision", "networks")
+    )
+    return [
+        (NetworkHolder(pk, fqdn, kind, owner_id, decision == Peer.Decision.PENDING), list(networks))
+        for pk, fqdn, kind, owner_id, decision, networks in rows
+    ]
+
+
+def network_overlaps(
+    networks: Sequence[str], *, fqdn: str, in_use: NetworksInUse | None = None
+) -> list[Overlap[NetworkHolder]]:
+    """Where ``networks`` (of a peer named ``fqdn``) overlap a network another live peer holds.
+
+    Peers with the same FQDN are one peer over time (a renewal and the peer it renews share their
+    networks, and the gateway's files name one of them), so they never conflict.
+    """
+    if not networks:
+        return []
+    taken = in_use if in_use is not None else networks_in_use()
+    return overlaps(networks, [(holder, nets) for holder, nets in taken if holder.fqdn != fqdn])
 
 
 # The API's status filter: the statuses of ``Peer.status`` as queries.
@@ -158,10 +223,25 @@ class IssuancePreview:
     owner: str
     extended_key_usage: str
     warnings: list[str]
+    # The peer's networks that overlap another live peer's: approving needs an acknowledgement of each
+    # holder (``peer_approve(accept_overlap_with=...)``).
+    overlaps: tuple[Overlap[NetworkHolder], ...] = ()
+
+    @property
+    def overlap_peer_ids(self) -> list[int]:
+        return sorted({overlap.owner.peer_id for overlap in self.overlaps})
 
 
-def issuance_preview(peer: Peer, policy: SitePolicy) -> IssuancePreview:
+def overlap_warning(overlap: Overlap[NetworkHolder]) -> str:
+    """One overlap as the approval page and the refused approval say it (CA admins only)."""
+    return f"network {overlap.network} overlaps {overlap.other} of {overlap.owner}"
+
+
+def issuance_preview(peer: Peer, policy: SitePolicy, *, in_use: NetworksInUse | None = None) -> IssuancePreview:
+    """``in_use``: ``networks_in_use()`` when the caller previews many peers (read once, not per peer)."""
     warnings: list[str] = []
+    found = network_overlaps(peer.networks, fqdn=peer.fqdn, in_use=in_use)
+    warnings.extend(f"{overlap_warning(overlap)}: two peers would hold the same addresses" for overlap in found)
     key_type = "being made by the signer (rsa-3072)"
     key_bits: int | None = 3072
     if peer.key_ready:
@@ -211,6 +291,7 @@ def issuance_preview(peer: Peer, policy: SitePolicy) -> IssuancePreview:
         owner=peer.owner.get_username(),
         extended_key_usage="serverAuth, clientAuth, ipsecIKE",
         warnings=warnings,
+        overlaps=tuple(found),
     )
 
 

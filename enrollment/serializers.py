@@ -61,8 +61,20 @@ class PeerCreateSerializer(StrictSerializer):
     )
 
 
+MAX_ACCEPTED_OVERLAPS = 100
+
+
 class PeerApproveSerializer(StrictSerializer):
-    """Approval takes no input; the body may be empty or ``{}``."""
+    """Approval; the body may be empty or ``{}``. A peer whose networks overlap another live peer's is
+    approved only with ``accept_overlap_with`` naming each such peer (a 409 names them)."""
+
+    accept_overlap_with = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=10**18 - 1),
+        max_length=MAX_ACCEPTED_OVERLAPS,
+        required=False,
+        default=list,
+        help_text="ids of the peers whose network overlap with this one you accept (recorded in the audit log)",
+    )
 
 
 class PeerRejectSerializer(StrictSerializer):

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.roles import is_auditor, is_ca_admin
 from enrollment import selectors, services
-from enrollment.forms import PeerRegisterForm, PolicyForm, RejectForm, RenewForm, RevokeForm
+from enrollment.forms import ApproveForm, PeerRegisterForm, PolicyForm, RejectForm, RenewForm, RevokeForm
 from enrollment.models import Peer
 
 PROGRESS_STEPS = [
@@ -189,7 +189,8 @@ def approval_queue(request: HttpRequest) -> HttpResponse:
     sort = request.GET.get("sort", "oldest")
     policy = selectors.policy_get()
     peers = list(selectors.approval_queue(status=status, kind=kind, search=search, sort=sort)[:500])
-    rows = [(peer, selectors.issuance_preview(peer, policy).warnings) for peer in peers]
+    in_use = selectors.networks_in_use() if any(peer.networks for peer in peers) else []
+    rows = [(peer, selectors.issuance_preview(peer, policy, in_use=in_use).warnings) for peer in peers]
     return render(
         request,
         "enrollment/approval_queue.html",
@@ -202,8 +203,17 @@ def approval_queue(request: HttpRequest) -> HttpResponse:
 def approval_detail(request: HttpRequest, peer_id: int) -> HttpResponse:
     _require_admin(request)
     peer = selectors.peer_for_user(_user(request), peer_id)
+    return _approval_page(request, peer, RejectForm())
+
+
+def _approval_page(request: HttpRequest, peer: Peer, form: RejectForm) -> HttpResponse:
     preview = selectors.issuance_preview(peer, selectors.policy_get())
-    return render(request, "enrollment/approval_detail.html", {"peer": peer, "preview": preview, "form": RejectForm()})
+    approve_form = ApproveForm(initial={"overlap_with": ",".join(str(i) for i in preview.overlap_peer_ids)})
+    return render(
+        request,
+        "enrollment/approval_detail.html",
+        {"peer": peer, "preview": preview, "form": form, "approve_form": approve_form},
+    )
 
 
 @require_POST
@@ -211,8 +221,10 @@ def approval_detail(request: HttpRequest, peer_id: int) -> HttpResponse:
 def approve(request: HttpRequest, peer_id: int) -> HttpResponse:
     admin = _require_admin(request)
     peer = selectors.peer_for_user(admin, peer_id)
+    form = ApproveForm(request.POST)
+    accepted = form.cleaned_data["accepted"] if form.is_valid() else []
     try:
-        services.peer_approve(peer_id=peer.pk, approver=admin, actor=admin)
+        services.peer_approve(peer_id=peer.pk, approver=admin, actor=admin, accept_overlap_with=accepted)
     except services.EnrollmentError as exc:
         messages.error(request, f"{peer.fqdn}: {exc}")
         return redirect("enrollment:approval", peer.pk)
@@ -234,8 +246,7 @@ def reject(request: HttpRequest, peer_id: int) -> HttpResponse:
         else:
             messages.success(request, f"Rejected {peer.fqdn}.")
             return redirect("enrollment:queue")
-    preview = selectors.issuance_preview(peer, selectors.policy_get())
-    return render(request, "enrollment/approval_detail.html", {"peer": peer, "preview": preview, "form": form})
+    return _approval_page(request, peer, form)
 
 
 @require_POST

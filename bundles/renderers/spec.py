@@ -7,9 +7,11 @@ input; the templates still quote where a format has quoting, and the readers in
 
 Allow-lists (ipsec-formats.md §8):
 - FQDN: ``pki.names.validate_fqdn`` (lower-case LDH, ≤ 127 bytes).
-- addresses and networks: ``ipaddress``; IPv4 only for now (isakmpd IPV4_ADDR_SUBNET, ipf),
-  networks strict (host bits zero), no zone ids, no loopback/multicast/unspecified addresses
-  for a gateway.
+- addresses and networks: ``pki.networks``, the one definition registration, the API, EST and
+  the site profile use too (so what they accept always renders, security.md T34): IPv4 only for
+  now (isakmpd IPV4_ADDR_SUBNET, ipf), networks canonical and strict (host bits zero), none in
+  0/8, loopback, link-local, multicast or reserved space; no loopback, link-local, multicast,
+  reserved or unspecified peer address.
 - interface names: ``^[a-z][a-z0-9]{0,13}[0-9]$`` (OpenBSD/FreeBSD driver name + unit, e.g.
   em0, vio0, vlan100), or a pf interface group ``egress``.
 - service names (pf macros): ``^[a-z][a-z0-9_]{0,23}$`` minus pf keywords.
@@ -17,10 +19,10 @@ Allow-lists (ipsec-formats.md §8):
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 
+from pki import networks as netrules
 from pki.errors import PkiError
 from pki.names import validate_fqdn
 
@@ -171,7 +173,7 @@ _RESERVED = _PF_KEYWORDS | frozenset(
     }
 )  # fmt: skip
 PROTOCOLS = ("tcp", "udp", "tcp-udp")
-MAX_NETWORKS = 64
+MAX_NETWORKS = netrules.MAX_NETWORKS
 MAX_SERVICES = 32
 MAX_PORTS = 16
 
@@ -193,29 +195,21 @@ def validate_ifname(value: str, *, field: str) -> str:
 
 
 def validate_ipv4(value: str, *, field: str, public: bool = False) -> str:
-    if not isinstance(value, str) or not value.isascii() or value != value.strip():
-        raise SpecRejected("not an IPv4 address", field=field)
+    """An IPv4 address: a peer's public address (``public``) or a host inside the site (``pki.networks``)."""
     try:
-        address = ipaddress.IPv4Address(value)
-    except ValueError:
-        raise SpecRejected(f"{value[:50]!r} is not an IPv4 address", field=field) from None
-    if address.is_unspecified or address.is_loopback or address.is_multicast or address.is_reserved:
-        raise SpecRejected(f"{address} cannot be used here", field=field)
-    if public and address.is_link_local:
-        raise SpecRejected(f"{address} is link-local; give the gateway's public address", field=field)
-    return str(address)
+        if public:
+            return netrules.validate_peer_address(value, field=field)
+        return netrules.validate_host_address(value, field=field)
+    except netrules.NetworkRejected as exc:
+        raise SpecRejected(str(exc), field=field) from None
 
 
 def validate_ipv4_network(value: str, *, field: str) -> str:
-    if not isinstance(value, str) or not value.isascii() or value != value.strip():
-        raise SpecRejected("not an IPv4 network", field=field)
+    """A protected network in canonical CIDR form (``pki.networks.validate_network``)."""
     try:
-        network = ipaddress.IPv4Network(value, strict=True)
-    except ValueError as exc:
-        raise SpecRejected(f"{value[:50]!r} is not an IPv4 network in CIDR form ({exc})", field=field) from None
-    if network.prefixlen == 0:
-        raise SpecRejected("0.0.0.0/0 is not a protected network", field=field)
-    return str(network)
+        return netrules.validate_network(value, field=field)
+    except netrules.NetworkRejected as exc:
+        raise SpecRejected(str(exc), field=field) from None
 
 
 def validate_service_name(value: str, *, field: str = "services") -> str:
@@ -272,10 +266,30 @@ class Service:
         return ("tcp", "udp") if self.protocol == "tcp-udp" else (self.protocol,)
 
 
-def _networks(values: tuple[str, ...], *, field: str) -> tuple[str, ...]:
-    if len(values) > MAX_NETWORKS:
-        raise SpecRejected(f"at most {MAX_NETWORKS} networks", field=field)
-    return tuple(validate_ipv4_network(v, field=field) for v in values)
+def validate_services(services: tuple[Service, ...]) -> tuple[Service, ...]:
+    """The site's list of services as a whole (each ``Service`` checks itself): the site-profile form
+    calls this too, so a profile it saves always renders."""
+    if len(services) > MAX_SERVICES:
+        raise SpecRejected(f"at most {MAX_SERVICES} services", field="services")
+    seen: set[str] = set()
+    for service in services:
+        if service.name in seen:  # each name becomes a pf macro: a second one would redefine the first
+            raise SpecRejected(
+                f"the service name {service.name!r} is used twice; service names must be unique", field="services"
+            )
+        seen.add(service.name)
+    return services
+
+
+def validate_admin_hosts(hosts: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(validate_ipv4(host, field="admin_hosts") for host in hosts)
+
+
+def _networks(values: tuple[str, ...], *, field: str, required: bool = False) -> tuple[str, ...]:
+    try:
+        return netrules.validate_networks(values, field=field, required=required)
+    except netrules.NetworkRejected as exc:
+        raise SpecRejected(str(exc), field=field) from None
 
 
 @dataclass(frozen=True)
@@ -291,9 +305,7 @@ class Gateway:
     def __post_init__(self) -> None:
         validate_fqdn_field(self.fqdn, field="gateway")
         validate_ipv4(self.address, field="address", public=True)
-        if not self.networks:
-            raise SpecRejected("the gateway needs at least one protected network", field="networks")
-        _networks(self.networks, field="networks")
+        _networks(self.networks, field="networks", required=True)
         validate_ifname(self.ext_if, field="ext_if")
         validate_ifname(self.int_if, field="int_if")
         if self.ext_if == self.int_if:
@@ -326,13 +338,8 @@ class Site:
     sync_minutes: int = 5
 
     def __post_init__(self) -> None:
-        if len(self.services) > MAX_SERVICES:
-            raise SpecRejected(f"at most {MAX_SERVICES} services", field="services")
-        names = [s.name for s in self.services]
-        if len(set(names)) != len(names):
-            raise SpecRejected("service names must be unique", field="services")
-        for host in self.admin_hosts:
-            validate_ipv4(host, field="admin_hosts")
+        validate_services(self.services)
+        validate_admin_hosts(self.admin_hosts)
         for fqdn in self.issued_clients:
             validate_fqdn_field(fqdn, field="issued_clients")
         if list(self.issued_clients) != sorted(set(self.issued_clients)):
@@ -387,9 +394,9 @@ class PeerSpec:
         validate_fqdn_field(self.fqdn)
         if self.kind not in ("client", "server"):
             raise SpecRejected("kind must be client or server", field="kind")
-        _networks(self.networks, field="networks")
+        _networks(self.networks, field="networks", required=self.kind == "server")
         if self.address is not None:
-            validate_ipv4(self.address, field="address")
+            validate_ipv4(self.address, field="address", public=True)
         validate_ifname(self.ext_if, field="ext_if")
         if self.int_if is not None:
             validate_ifname(self.int_if, field="int_if")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
@@ -10,7 +12,7 @@ from authority.audit import audit_record
 from authority.models import CertificateRequest
 from authority.services import Actor, AuthorityError, actor_name, certificate_request_create
 from enrollment.models import Peer, PortalKey, SitePolicy
-from enrollment.selectors import policy_get, self_approval_allowed
+from enrollment.selectors import network_overlaps, overlap_warning, policy_get, self_approval_allowed
 from enrollment.services.errors import EnrollmentError
 from enrollment.services.notifications import notify_later
 from pki.errors import PkiError
@@ -26,15 +28,21 @@ def peer_approve(
     actor: Actor,
     validity_days: int | None = None,
     enqueue: bool = True,
+    accept_overlap_with: Collection[int] = (),
 ) -> Peer:
     """pending -> approved, and the signing order to the signer. Exactly one caller wins a race.
 
     ``allow_self_approval`` None means: as the site policy says. Raises ``Peer.DoesNotExist`` for
     an unknown id. Returns the peer as this transaction committed it (no re-read).
+
+    A peer whose networks overlap another live peer's (the VPN gateway's included) is approved only
+    when ``accept_overlap_with`` names every such peer (the approval page's "I accept the overlap"
+    sends the ones it showed); otherwise 409. The accepted overlaps go into the ``peer.approved`` event.
     """
     policy = policy_get()
     refused = False
     with transaction.atomic():
+        overlap_lock(peer_id)
         peer = _pending_locked(peer_id)
         if peer.owner_id == approver.pk and not (
             self_approval_allowed(policy) if allow_self_approval is None else allow_self_approval
@@ -42,13 +50,52 @@ def peer_approve(
             refused = True
         else:
             _approve_locked(
-                peer, approver=approver, actor=actor, validity_days=validity_days, enqueue=enqueue, policy=policy
+                peer,
+                approver=approver,
+                actor=actor,
+                validity_days=validity_days,
+                enqueue=enqueue,
+                policy=policy,
+                accept_overlap_with=accept_overlap_with,
             )
     if refused:
         # Recorded in its own transaction: a refused attempt is a security event (T29, T32).
         audit_record("peer.approve_refused", actor=actor_name(actor), target=f"peer:{peer_id}", reason="self-approval")
         raise EnrollmentError("you cannot approve a request you filed yourself", status=403)
     return peer
+
+
+def overlap_lock(peer_id: int) -> None:
+    """Lock the peer and every live peer whose networks overlap its own, in id order (one order for all).
+
+    Two approvals of overlapping peers then run one after the other, so the second sees the first
+    (two pending requests for one network, approved at the same moment by two admins). A peer
+    without networks locks nothing here; ``_pending_locked`` locks it.
+    """
+    row = Peer.objects.filter(pk=peer_id).values_list("fqdn", "networks").first()
+    if row is None or not row[1]:
+        return
+    fqdn, networks = row
+    others = {overlap.owner.peer_id for overlap in network_overlaps(list(networks), fqdn=fqdn)}
+    if others:
+        list(Peer.objects.select_for_update(of=("self",)).filter(pk__in={peer_id, *others}).order_by("pk").only("pk"))
+
+
+def _overlaps_accepted(peer: Peer, accept_overlap_with: Collection[int]) -> list[dict[str, object]]:
+    """The peer's overlaps with other live peers, as the audit event records them; 409 if one is not accepted."""
+    found = network_overlaps(list(peer.networks), fqdn=peer.fqdn)
+    accepted = set(accept_overlap_with)
+    missing = [overlap for overlap in found if overlap.owner.peer_id not in accepted]
+    if missing:
+        ids = ", ".join(str(i) for i in sorted({overlap.owner.peer_id for overlap in missing}))
+        raise EnrollmentError(
+            f"{'; '.join(overlap_warning(overlap) for overlap in missing[:5])}. Approve only if both may hold "
+            f"these addresses, accepting the overlap with peer {ids} (the approval page's 'I accept the overlap', "
+            "or accept_overlap_with in the API)",
+            field="accept_overlap_with",
+            status=409,
+        )
+    return [{"network": o.network, "overlaps": o.other, "peer": o.owner.peer_id, "fqdn": o.owner.fqdn} for o in found]
 
 
 def _pending_locked(peer_id: int) -> Peer:
@@ -69,6 +116,7 @@ def _approve_locked(
     validity_days: int | None,
     enqueue: bool,
     policy: SitePolicy,
+    accept_overlap_with: Collection[int] = (),
 ) -> None:
     """pending -> approved and the signing order, inside the caller's transaction, on the locked ``peer``.
 
@@ -76,6 +124,8 @@ def _approve_locked(
     recorded as the decider, the audit event says ``auto``, and the owner is not mailed until issuance.
     ``peer`` is updated in place to what is written, so callers need not read it again.
     """
+    accepted = _overlaps_accepted(peer, accept_overlap_with)
+    overlap_data: dict[str, object] = {"overlaps_accepted": accepted} if accepted else {}
     decided_at = timezone.now()  # the decision comes before the request it makes (the auditors' timeline)
     try:
         request = certificate_request_create(
@@ -105,9 +155,18 @@ def _approve_locked(
     # rather than let ``peer.status`` and the API ask the database.
     CertificateRequest.certificate.related.set_cached_value(request, None)
     if approver is None:
-        audit_record("peer.approved", actor=actor_name(actor), target=f"peer:{peer.pk}", request=request.pk, auto=True)
+        audit_record(
+            "peer.approved",
+            actor=actor_name(actor),
+            target=f"peer:{peer.pk}",
+            request=request.pk,
+            auto=True,
+            **overlap_data,
+        )
     else:
-        audit_record("peer.approved", actor=actor_name(actor), target=f"peer:{peer.pk}", request=request.pk)
+        audit_record(
+            "peer.approved", actor=actor_name(actor), target=f"peer:{peer.pk}", request=request.pk, **overlap_data
+        )
         peer_pk = peer.pk
         transaction.on_commit(lambda: notify_later(peer_pk, "approved"))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from dataclasses import dataclass
 
@@ -12,34 +11,65 @@ from django.utils import timezone
 
 from authority.audit import audit_record
 from authority.services import Actor, actor_name
+from core.roles import is_ca_admin
 from core.tasks import send_by_name
 from enrollment import task_names
 from enrollment.models import Peer, PortalKey
+from enrollment.selectors import network_overlaps
 from enrollment.services.errors import EnrollmentError
+from pki import networks as networks_rules
 from pki.csr import vet_csr
 from pki.errors import PkiError
 from pki.names import validate_fqdn
 
-MAX_NETWORKS = 64
+MAX_NETWORKS = networks_rules.MAX_NETWORKS
 
 
-def parse_networks(values: list[str]) -> list[str]:
-    if len(values) > MAX_NETWORKS:
-        raise EnrollmentError(f"at most {MAX_NETWORKS} networks are accepted", field="networks")
-    networks = []
-    for value in values:
-        try:
-            text = str(value).strip()
-            if "%" in text:  # an IPv6 zone (fe80::%eth0/64) is local to one host and must not reach the configs
-                raise ValueError(text)
-            network = ipaddress.ip_network(text, strict=True)
-        except ValueError:
-            raise EnrollmentError(
-                f"{str(value)[:60]!r} is not a network in CIDR form like 10.10.10.0/24 (host bits must be zero)",
-                field="networks",
-            ) from None
-        networks.append(network)
-    return [str(n) for n in sorted(set(networks), key=lambda n: (n.version, n))]
+def parse_networks(values: list[str], *, kind: str = "client") -> list[str]:
+    """The networks behind a peer, canonical and in address order, or a refusal on field "networks".
+
+    The rules are ``pki.networks``: the ones the renderers apply, so whatever is accepted here renders.
+    A VPN gateway (kind server) needs at least one.
+    """
+    try:
+        return networks_rules.clean_networks(values, required=kind == Peer.Kind.SERVER)
+    except networks_rules.NetworkRejected as exc:
+        raise EnrollmentError(str(exc), field="networks") from None
+
+
+def parse_address(value: str | None) -> str | None:
+    """A peer's public address, canonical (None when empty), or a refusal on field "address" (``pki.networks``)."""
+    try:
+        return networks_rules.clean_peer_address(value)
+    except networks_rules.NetworkRejected as exc:
+        raise EnrollmentError(str(exc), field="address") from None
+
+
+def networks_overlap_refuse(*, owner: User, fqdn: str, networks: list[str]) -> None:
+    """Refuse networks that overlap what a live peer (the VPN gateway included) already holds (T35).
+
+    For CA admins the registration goes on: the overlap is shown on the approval page, and approving
+    it needs an acknowledgement (``peer_approve``). A user is told which of their networks conflicts
+    and, unless it is the gateway's (every bundle names those) or their own peer's, nothing about the
+    other peer: its FQDN or its network would tell them about another user's site.
+    """
+    if not networks or is_ca_admin(owner):
+        return
+    found = network_overlaps(networks, fqdn=fqdn)
+    if not found:
+        return
+    overlap = found[0]
+    holder = overlap.owner
+    if holder.kind == Peer.Kind.SERVER:
+        message = f"{overlap.network} overlaps the VPN gateway's network {overlap.other}: it is not behind this peer"
+    elif holder.owner_id == owner.pk:
+        message = f"{overlap.network} overlaps {overlap.other}, already behind your peer {holder.fqdn}"
+    else:
+        message = (
+            f"{overlap.network} overlaps a network already in use on this VPN; "
+            "if it really is behind this peer, ask a CA admin"
+        )
+    raise EnrollmentError(message, field="networks")
 
 
 @dataclass(frozen=True)
@@ -88,6 +118,7 @@ def peer_register_full(
         live = Peer.objects.select_for_update().filter(fqdn=fqdn, retired_at__isnull=True)
         if live.exclude(decision=Peer.Decision.REJECTED).exists():
             raise EnrollmentError(f"{fqdn} is already registered", field="fqdn", status=409)
+        networks_overlap_refuse(owner=owner, fqdn=fqdn, networks=clean_networks)
         peer, passphrase = _peer_create(
             owner=owner, fqdn=fqdn, kind=kind, networks=clean_networks, address=clean_address, csr_pem=csr_pem
         )
@@ -115,17 +146,10 @@ def _peer_input_clean(
         raise EnrollmentError(str(exc), field="fqdn") from None
     if kind not in Peer.Kind.values:
         raise EnrollmentError("the kind must be client or server", field="kind")
-    clean_networks = parse_networks(networks)
-    clean_address = None
-    if address:
-        try:
-            if "%" in address:  # an IPv6 zone (fe80::1%eth0), see parse_networks
-                raise ValueError(address)
-            clean_address = str(ipaddress.ip_address(address.strip()))
-        except ValueError:
-            raise EnrollmentError(f"{address[:60]!r} is not an IP address", field="address") from None
+    clean_address = parse_address(address)
     if kind == Peer.Kind.SERVER and clean_address is None:
         raise EnrollmentError("a VPN gateway needs its public address", field="address")
+    clean_networks = parse_networks(networks, kind=kind)
     if csr_pem:
         try:
             vet_csr(csr_pem, fqdn=fqdn)

@@ -18,7 +18,7 @@ from authority.services import Actor, actor_name
 from core.roles import is_auditor, is_ca_admin
 from enrollment.models import Peer
 from enrollment.selectors import certificate_of, peer_fresh, policy_get, renewal_blocker
-from enrollment.services.decisions import _approve_locked, _pending_locked
+from enrollment.services.decisions import _approve_locked, _pending_locked, overlap_lock
 from enrollment.services.errors import EnrollmentError
 from enrollment.services.registration import Registration, _peer_create, _peer_input_clean
 
@@ -122,11 +122,14 @@ def renewal_auto_approve(*, peer_id: int, enqueue: bool = True) -> Peer | None:
         return None
     try:
         with transaction.atomic():
+            overlap_lock(peer.pk)
             locked = _pending_locked(peer.pk)
             _approve_locked(
                 locked, approver=None, actor=AUTO_RENEWAL_ACTOR, validity_days=None, enqueue=enqueue, policy=policy
             )
-    except EnrollmentError as exc:  # raced with an admin, or the CA refuses: a person decides instead
+    except EnrollmentError as exc:
+        # Raced with an admin, the CA refuses, or its networks overlap another live peer's (the policy
+        # never accepts an overlap): a person decides instead, on the approval page.
         log.warning("renewal %s not approved automatically: %s", peer_id, exc)
         return None
     return peer_fresh(peer.pk)

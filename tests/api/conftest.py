@@ -41,6 +41,8 @@ def as_persona(request: pytest.FixtureRequest) -> Callable[[str], APIClient]:
 def register(owner: Any, *, fqdn: str = CLIENT_FQDN, csr: str | None = CLIENT_CSR, **options: Any) -> Peer:
     values: dict[str, Any] = {"kind": "client", "networks": [], "address": None}
     values.update(options)
+    if values["kind"] == "server" and not values["networks"]:
+        values["networks"] = ["10.0.0.0/24"]  # a gateway needs its protected networks (pki.networks)
     return peer_register(owner=owner, fqdn=fqdn, csr_pem=csr, actor=owner, **values)
 
 

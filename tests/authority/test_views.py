@@ -223,16 +223,16 @@ def test_healthz_reports_the_ca(client: Client, ca: CertificateAuthority) -> Non
 # --- /peers/ --------------------------------------------------------------------------------------
 
 
-def _peer_for(user: Any, fqdn: str) -> None:
+def _peer_for(user: Any, fqdn: str, network: str = "10.1.0.0/24") -> None:
     peer_register(
-        owner=user, fqdn=fqdn, kind="client", networks=["10.1.0.0/24"], address=None,
+        owner=user, fqdn=fqdn, kind="client", networks=[network], address=None,
         csr_pem=fixture_bytes("client-nocn.csr").decode(), actor=user,
     )  # fmt: skip
 
 
 def test_peers_lists_only_the_users_own_peers(client: Client, owner: Any, other_user: Any) -> None:
     _peer_for(owner, "alice-laptop.example.com")
-    _peer_for(other_user, "mallory-laptop.example.com")
+    _peer_for(other_user, "mallory-laptop.example.com", "10.2.0.0/24")  # two peers never share a network (T35)
     login(client, owner)
 
     for url in ("/peers/", "/"):

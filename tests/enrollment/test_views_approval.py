@@ -205,7 +205,7 @@ def test_queue_warns_about_an_fqdn_that_had_a_certificate_before(
 
 
 def test_queue_warns_about_a_gateway(client: Client, admin: Any, second_admin: Any) -> None:
-    _peer(second_admin, "vpn.example.org", kind="server")
+    _peer(second_admin, "vpn.example.org", kind="server", networks=["10.0.0.0/24"])
     login(client, admin)
 
     assert "this is a VPN gateway certificate" in _row(_page(client, QUEUE), "vpn.example.org")
