@@ -3,7 +3,7 @@
 ``audit_record`` appends inside the caller's transaction: a state change and its event commit
 together or not at all. Events about attempts and failures (signing intent, a refused approval,
 a failed signature) are recorded in transactions of their own that commit before, or after the
-rollback of, the business work, so they survive it (SECURITY.md T32).
+rollback of, the business work, so they survive it (docs/security.md T32).
 """
 
 from __future__ import annotations

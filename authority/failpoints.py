@@ -1,4 +1,4 @@
-"""Failpoints for the crash tests of the signer (SECURITY.md T13).
+"""Failpoints for the crash tests of the signer (docs/security.md T13).
 
 Inactive unless CA_PORTAL_FAILPOINTS is set, e.g. ``after_sign=kill-once:/tmp/fp``: at the named
 point the process SIGKILLs itself, once per request (a marker file in the given folder records

@@ -87,7 +87,7 @@ def store_key(key: PrivateKey, file_name: str) -> Path:
 
 def signing_key(ca: CertificateAuthority) -> PrivateKey:
     """The CA's private key, loaded once per process: decrypting and validating an RSA key costs
-    tens of milliseconds, so the signer keeps it (DESIGN.md, "Measured costs")."""
+    tens of milliseconds, so the signer keeps it (docs/architecture.md, "Measured costs")."""
     cache_key = (ca.pk, ca.fingerprint_sha256)
     with _lock:
         key = _keys.get(cache_key)

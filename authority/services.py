@@ -1,6 +1,6 @@
 """The only code that writes CA rows. One function per state change, each audited.
 
-Issuance follows record-before-sign (SECURITY.md T12-T15):
+Issuance follows record-before-sign (docs/security.md T12-T15):
 
 1. Tx A: lock the request; unless an intent exists, build the certificate from the profile,
    materialise its TBS with a throwaway key, and commit the intent (unique serial, TBS bytes).

@@ -1,6 +1,6 @@
 """The peer's zip bundle, built deterministically (pure: no Django, no clock, no file system).
 
-Why each rule (SECURITY.md T25, DESIGN.md "What a peer's bundle holds"):
+Why each rule (docs/security.md T25, docs/architecture.md "What a peer's bundle holds"):
 
 - Entries are written with ``writestr``/``mkdir`` and an explicit ``ZipInfo``, never
   ``ZipFile.write()``: that copies the mode of whatever file is on the server's disk, and isakmpd
@@ -9,7 +9,7 @@ Why each rule (SECURITY.md T25, DESIGN.md "What a peer's bundle holds"):
 - Explicit directory entries (0755, ``private/`` 0700) so unzip creates them with the right mode
   instead of from its umask.
 - Fixed timestamps, sorted entries and a fixed compression level: the same files give the same
-  bytes, so a bundle's sha256 identifies it and an existing archive can be reused (STYLE.md §2c).
+  bytes, so a bundle's sha256 identifies it and an existing archive can be reused (docs/conventions.md §2c).
   (The bytes also depend on the zlib build; within one deployment they are stable.)
 - Entry names come from a strict allow-list of characters and shapes: nothing that can climb
   out of the extraction directory (``..``, absolute paths, backslashes) or confuse a tool.

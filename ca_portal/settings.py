@@ -121,7 +121,7 @@ def _database() -> dict[str, object]:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Django understands: {exc}") from None
     engine = str(config["ENGINE"])
     if engine.endswith("sqlite3"):
-        # WAL: ~5x the commit rate of the default journal (DESIGN.md); IMMEDIATE: writers queue on
+        # WAL: ~5x the commit rate of the default journal (docs/architecture.md); IMMEDIATE: writers queue on
         # the busy timeout instead of failing with "database is locked" when two upgrade at once.
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
@@ -320,7 +320,7 @@ else:
         "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
-        # The default 1 s polling gives ~2 tasks/s; 10 ms gives ~300 (DESIGN.md).
+        # The default 1 s polling gives ~2 tasks/s; 10 ms gives ~300 (docs/architecture.md).
         "polling_interval": 0.01,
     }
 CELERY_BROKER_CONNECTION_TIMEOUT = 2

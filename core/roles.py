@@ -1,4 +1,4 @@
-"""The two roles of DESIGN.md, as Django groups made by a migration. Superusers count as ca-admin."""
+"""The two roles of docs/architecture.md, as Django groups made by a migration. Superusers count as ca-admin."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shapes of the peer API (DESIGN.md "Interfaces other programs rely on").
+"""The shapes of the peer API (docs/architecture.md "Interfaces other programs rely on").
 
 Input serializers check types and sizes only and refuse undeclared fields; what a value means
 (an acceptable FQDN, a CIDR network, a CSR that matches) is decided by ``enrollment.services``.

@@ -1,6 +1,6 @@
 """Signing a recorded TBSCertificate.
 
-Record before sign (SECURITY.md T12): the to-be-signed bytes are stored first; this module then
+Record before sign (docs/security.md T12): the to-be-signed bytes are stored first; this module then
 signs exactly those bytes and assembles the certificate around them, so a retry after a crash
 re-signs the stored TBS and can never produce a certificate the database does not know.
 """

@@ -1,4 +1,4 @@
-"""The authorization matrix (SECURITY.md T23, T29): every URL with an object id × every persona.
+"""The authorization matrix (docs/security.md T23, T29): every URL with an object id × every persona.
 
 The URL patterns are read from the project's URLconf at run time, through every include. Each
 pattern that takes a path parameter (an object id) must have a row in ``GET_MATRIX`` below,
@@ -213,7 +213,7 @@ def test_every_post_only_url_has_a_post_row() -> None:
 
 
 def test_the_matrix_covers_the_peer_api() -> None:
-    # The API is part of the matrix as soon as it is routed (DESIGN.md: /api/v1/peers/{id}/...).
+    # The API is part of the matrix as soon as it is routed (docs/architecture.md: /api/v1/peers/{id}/...).
     routes = object_routes()
     assert routes["api-peer"].route == "api/v1/peers/<str:id>"
     assert _url(routes["api-peer-approve"], 7) == "/api/v1/peers/7/approve"

@@ -1,4 +1,4 @@
-"""CSRF (SECURITY.md T26): every state-changing URL refuses a POST without the token, and changes nothing.
+"""CSRF (docs/security.md T26): every state-changing URL refuses a POST without the token, and changes nothing.
 
 The clients here enforce CSRF checks as a browser's requests would be checked. Each case posts
 what a forged cross-site form would post (everything but the token) from a signed-in session,

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-# PostgreSQL only (SECURITY.md T31): the database itself refuses to change or delete an audit event,
+# PostgreSQL only (docs/security.md T31): the database itself refuses to change or delete an audit event,
 # whoever asks through the application's connection; the hash chain still detects what a table owner
 # does after dropping the trigger. SQLite (the embedded default) has no such trigger: Django's flush
 # deletes rows there, and the file belongs to the portal's user anyway.

@@ -1,4 +1,4 @@
-"""Assemble the files of one peer's bundle from the per-format renderers (DESIGN.md layout)."""
+"""Assemble the files of one peer's bundle from the per-format renderers (docs/architecture.md layout)."""
 
 from __future__ import annotations
 

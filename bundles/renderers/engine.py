@@ -4,7 +4,7 @@
   instead of writing an empty string into a VPN config.
 - No autoescaping (these are not HTML); each format's quoting is done by the explicit filters
   below, and every value was allow-listed when the spec was built.
-- Templates are compiled once per environment (DESIGN.md: compiling costs 3x rendering); build one
+- Templates are compiled once per environment (docs/architecture.md: compiling costs 3x rendering); build one
   environment per process with ``environment()`` and keep it.
 - Search path: a site's override directory first (when given), then ``templates/configs``.
 """

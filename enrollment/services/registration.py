@@ -172,7 +172,7 @@ def _peer_create(
 
     Returns the peer and the passphrase of a portal-made key ("" with a CSR). The key is queued
     after commit; a broker that is down is not the caller's problem: the row is committed and
-    ``portal_keys_requeue_stale`` queues it again (SECURITY.md T17).
+    ``portal_keys_requeue_stale`` queues it again (docs/security.md T17).
     """
     passphrase = "" if csr_pem else secrets.token_urlsafe(18)
     peer = Peer.objects.create(

@@ -1,4 +1,4 @@
-"""Every API route × every persona → the expected status (SECURITY.md T23, T29).
+"""Every API route × every persona → the expected status (docs/security.md T23, T29).
 
 The route list is read from the URL resolver, so a new /api/ route without an entry here fails.
 """

@@ -1,4 +1,4 @@
-"""On PostgreSQL the database refuses to change or delete an audit event (SECURITY.md T31)."""
+"""On PostgreSQL the database refuses to change or delete an audit event (docs/security.md T31)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The gateway www.example.com is registered by one CA admin and approved by another, alice's roaming
 client by the worker after an admin's approval; nobody calls the render service: the worker's
 sweeper makes the bundles after each issuance. Then: the user previews and downloads her bundle
-(a zip with the modes of DESIGN.md and a SHA256SUMS that verifies), the gateway page asks the admins
+(a zip with the modes of docs/architecture.md and a SHA256SUMS that verifies), the gateway page asks the admins
 for new files after a client is issued and stops once they took them, and a one-time link works once.
 """
 
@@ -52,7 +52,7 @@ CA_DER_B64 = base64.b64encode(
 ).decode()
 
 
-# --- what a downloaded zip must be (DESIGN.md "What a peer's bundle holds") ------------------
+# --- what a downloaded zip must be (docs/architecture.md "What a peer's bundle holds") ------------------
 
 
 def expected_modes(fqdn: str, *, gateway: bool) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""GET /api/v1/peers/{id}/bundle (DESIGN.md): the zip for the owner, the gateway's for CA admins."""
+"""GET /api/v1/peers/{id}/bundle (docs/architecture.md): the zip for the owner, the gateway's for CA admins."""
 
 from __future__ import annotations
 

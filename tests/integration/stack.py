@@ -1,6 +1,6 @@
 """A real ca_portal deployment in a temp dir: its own var dir, database and broker, real worker processes.
 
-Two flavours, as in DESIGN.md: ``embedded`` (SQLite + kombu's filesystem broker in the var dir)
+Two flavours, as in docs/architecture.md: ``embedded`` (SQLite + kombu's filesystem broker in the var dir)
 and ``services`` (a fresh PostgreSQL database on 127.0.0.1:5432 and a Redis database on
 127.0.0.1:6379). Used by the integration tests and by bench/issuance.py.
 """

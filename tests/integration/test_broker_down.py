@@ -1,4 +1,4 @@
-"""The broker is down when requests are submitted (SECURITY.md T17): nothing is lost and the
+"""The broker is down when requests are submitted (docs/security.md T17): nothing is lost and the
 submitter gets no error; once the broker is back, the sweeper queues the waiting requests."""
 
 from __future__ import annotations

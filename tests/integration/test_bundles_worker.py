@@ -1,4 +1,4 @@
-"""Bundles are made by the render worker on its own (DESIGN.md "Shape"), with no call to the render service.
+"""Bundles are made by the render worker on its own (docs/architecture.md "Shape"), with no call to the render service.
 
 A real deployment, on the embedded default (SQLite + filesystem broker) and on PostgreSQL + Redis:
 gunicorn serves the API, one Celery worker consumes the signer and render queues, and no beat runs,

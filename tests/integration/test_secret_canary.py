@@ -1,4 +1,4 @@
-"""No key material leaves the signer (SECURITY.md T21, a first canary).
+"""No key material leaves the signer (docs/security.md T21, a first canary).
 
 A real deployment on PostgreSQL + Redis issues certificates and makes a portal key while the
 worker logs at DEBUG and `redis-cli MONITOR` records every broker command. Afterwards the CA key

@@ -1,4 +1,4 @@
-"""A real signer worker killed mid-signing loses nothing and duplicates nothing (SECURITY.md T13).
+"""A real signer worker killed mid-signing loses nothing and duplicates nothing (docs/security.md T13).
 
 Each test runs a real Celery worker process against the embedded default (SQLite + filesystem
 broker) and against PostgreSQL + Redis, kills it at the failpoints of the issuance path, and

@@ -1,4 +1,4 @@
-"""csr.vet_csr: key policy, what a CSR may ask for, and hostile bytes (SECURITY.md T6-T9)."""
+"""csr.vet_csr: key policy, what a CSR may ask for, and hostile bytes (docs/security.md T6-T9)."""
 
 from __future__ import annotations
 
@@ -252,7 +252,7 @@ def test_it_refuses_deep_nesting() -> None:
 
 
 def _only_csr_rejected(data: bytes | str) -> None:
-    """The property of SECURITY.md T9: whatever comes in, the only failure is CsrRejected."""
+    """The property of docs/security.md T9: whatever comes in, the only failure is CsrRejected."""
     try:
         vet_csr(data, fqdn=FQDN)
     except CsrRejected as exc:

@@ -1,4 +1,4 @@
-"""profiles.leaf_builder + tbs_bytes + issue.sign_tbs: the peer certificate, byte for byte (SECURITY.md T6, T11, T12).
+"""profiles.leaf_builder + tbs_bytes + issue.sign_tbs: the peer certificate, byte for byte (docs/security.md T6, T11, T12).
 
 Deterministic: the clock, the serial and the keys are fixed, so the TBSCertificate is a golden file.
 """
@@ -107,7 +107,7 @@ def cert_der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-# --- golden TBS (STYLE.md 2b) ---------------------------------------------------------------------
+# --- golden TBS (docs/conventions.md §2b) ---------------------------------------------------------------------
 
 
 def golden_text(title: str, tbs: bytes) -> str:

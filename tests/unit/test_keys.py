@@ -42,7 +42,7 @@ def _rsa_fixture() -> rsa.RSAPrivateKey:
     return key
 
 
-# --- encryption at rest (SECURITY.md T20) ---------------------------------------------------------
+# --- encryption at rest (docs/security.md T20) ---------------------------------------------------------
 
 
 def test_it_writes_an_encrypted_pkcs8_pem() -> None:

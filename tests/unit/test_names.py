@@ -1,4 +1,4 @@
-"""names.validate_fqdn: the one allow-list every generated config format relies on (SECURITY.md T1)."""
+"""names.validate_fqdn: the one allow-list every generated config format relies on (docs/security.md T1)."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def _assert_safe_or_rejected(value: str) -> None:
     assert not result.split(".")[-1].isdigit()
 
 
-# Characters that break at least one config format (SECURITY.md T1), plus the LDH alphabet so that
+# Characters that break at least one config format (docs/security.md T1), plus the LDH alphabet so that
 # the generator also produces names that pass.
 _HOSTILE = "abcXYZ019-.\r\n\x00\u2028\u0085[]\"\\#=,:;{}$ \t'/ü"
 

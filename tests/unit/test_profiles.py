@@ -1,4 +1,4 @@
-"""profiles: serials, validity, CA names and the CA certificate profile (SECURITY.md T11, RFC 5280 pitfalls)."""
+"""profiles: serials, validity, CA names and the CA certificate profile (docs/security.md T11, RFC 5280 pitfalls)."""
 
 from __future__ import annotations
 

@@ -196,7 +196,7 @@ class Command(BaseCommand):
             # loses nothing by waiting a little, because the signer and the sweepers then take
             # bigger batches (bench/enrollment.py: 10-15 % more enrollments/s, p95 halved).
             worker = ["nice", "-n", str(options["worker_nice"]), *worker]
-        # The web tier gets no passphrase path: it must never sign (DESIGN.md "Shape").
+        # The web tier gets no passphrase path: it must never sign (docs/architecture.md "Shape").
         web_env = {k: v for k, v in os.environ.items() if k != "CA_KEY_PASSPHRASE_FILE"}
         clear_multiprocess_dir()  # fresh metric files: the previous run's processes are gone
         gunicorn = subprocess.Popen(web, env=web_env)

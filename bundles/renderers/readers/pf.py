@@ -2,7 +2,7 @@
 
 Enough of pfctl's lexer (parse.y ``lgetc``/``yylex``) to count rules, list macros and tables, and
 split every statement into tokens, so the tests can prove that no input value adds, removes or
-reshapes a rule (SECURITY.md T3):
+reshapes a rule (docs/security.md T3):
 
 - a backslash before a newline joins the two lines, anywhere, even inside a comment (so a
   comment that ends in ``\\`` swallows the next line, exactly as pfctl does);

@@ -1,4 +1,4 @@
-"""bundles.archive: deterministic zips with Unix modes and only safe names (SECURITY.md T25)."""
+"""bundles.archive: deterministic zips with Unix modes and only safe names (docs/security.md T25)."""
 
 from __future__ import annotations
 

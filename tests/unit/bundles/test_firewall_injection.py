@@ -1,4 +1,4 @@
-"""T1/T3/T4 (SECURITY.md): no input value can change the structure of pf.conf, ipf.rules, iked.conf
+"""T1/T3/T4 (docs/security.md): no input value can change the structure of pf.conf, ipf.rules, iked.conf
 or swanctl.conf.
 
 Every user-controlled field is fed arbitrary text (hypothesis) and a curated payload list. For each
@@ -218,7 +218,7 @@ def check(field: Field, value: str) -> bool:
     return True
 
 
-# --- curated payloads (SECURITY.md T1, T3, T4)
+# --- curated payloads (docs/security.md T1, T3, T4)
 
 PAYLOADS = [
     "peer\n[Phase 1]\n0.0.0.0=evil",

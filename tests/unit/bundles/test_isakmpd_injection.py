@@ -1,4 +1,4 @@
-"""No user value can change the structure of isakmpd.conf or isakmpd.policy (SECURITY.md T1, T2, T4).
+"""No user value can change the structure of isakmpd.conf or isakmpd.policy (docs/security.md T1, T2, T4).
 
 For every user-controlled field: building the spec with the value either raises SpecRejected, or the
 rendered files, read back as isakmpd and libkeynote read them, have exactly the structure of a

@@ -20,7 +20,7 @@ PEERS: dict[str, Callable[[], PeerSpec]] = {
 
 
 def bundle_paths(peer: PeerSpec, *, crl: bool = False) -> list[str]:
-    """The bundle layout of DESIGN.md for ``peer`` (relative to ``<fqdn>/``)."""
+    """The bundle layout of docs/architecture.md for ``peer`` (relative to ``<fqdn>/``)."""
     paths = [
         "README.txt",
         "install.sh",
