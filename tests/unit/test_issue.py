@@ -1,4 +1,5 @@
-"""profiles.leaf_builder + tbs_bytes + issue.sign_tbs: the peer certificate, byte for byte (docs/security.md T6, T11, T12).
+"""profiles.leaf_builder + tbs_bytes + issue.sign_tbs: the peer certificate, byte for byte
+(docs/security.md T6, T11, T12).
 
 Deterministic: the clock, the serial and the keys are fixed, so the TBSCertificate is a golden file.
 """
