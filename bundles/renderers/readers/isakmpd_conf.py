@@ -219,41 +219,85 @@ def weak_tokens(value: str) -> list[str]:
     ]
 
 
+def _missing_section(conf: ParsedConf, section_name: str, where: str) -> list[str]:
+    """A reference to a section the file lacks: isakmpd would just find nothing there at negotiation time."""
+    if conf.section(section_name) is None:
+        return [f"{where} names section [{section_name}], which does not exist"]
+    return []
+
+
+def _phase1_problems(conf: ParsedConf) -> list[str]:
+    """Every [Phase 1] value names a peer section, whatever its tag (the tag is a peer address)."""
+    phase1 = conf.section("Phase 1")
+    if phase1 is None:
+        return []
+    return [
+        problem for tag, value in phase1.tags.values() for problem in _missing_section(conf, value, f"[Phase 1]:{tag}")
+    ]
+
+
+def _list_items(where: str, lowered: str, value: str) -> tuple[list[str], list[str]]:
+    """(items, problems) of a value as conf_get_list sees it; a non-list tag is its own single item.
+
+    Empty items and items with surrounding whitespace are silently kept or dropped by isakmpd, so
+    they are reported.
+    """
+    if lowered not in _LIST_TAGS:
+        return [value], []
+    items, empty = split_list(value)
+    problems: list[str] = []
+    if empty:
+        problems.append(f"{where} has {empty} empty list item(s)")
+    if any(item != item.strip(C_SPACE) for item in items):
+        problems.append(f"{where} has an item with surrounding whitespace (isakmpd keeps it)")
+    return items, problems
+
+
+def _builtin_name_problems(conf: ParsedConf, where: str, lowered: str, items: list[str]) -> list[str]:
+    """Transforms/Suites items that are neither sections nor isakmpd's synthesised names match nothing."""
+    pattern = BUILTIN_MAIN_MODE if lowered == "transforms" else BUILTIN_QUICK_MODE
+    return [
+        f"{where} item {item!r} is neither a section nor a built-in name"
+        for item in items
+        if conf.section(item) is None and not pattern.fullmatch(item)
+    ]
+
+
+def _reference_problems(
+    conf: ParsedConf, section: Section, where: str, lowered: str, value: str, items: list[str]
+) -> list[str]:
+    """Dangling section references of one tag: Phase 2 connection lists, single references, transform names."""
+    if section.name.lower() == "phase 2" and lowered in _LIST_REFERENCE_TAGS:
+        return [problem for item in items for problem in _missing_section(conf, item, where)]
+    if lowered in _REFERENCE_TAGS:
+        return _missing_section(conf, value, where)
+    if lowered in ("transforms", "suites"):
+        return _builtin_name_problems(conf, where, lowered, items)
+    return []
+
+
+def _weak_algorithm_problems(where: str, lowered: str, value: str) -> list[str]:
+    """Weak algorithms named by a tag that selects algorithms (transform lists and hand-written transforms)."""
+    if lowered not in ("transforms", "suites") and lowered not in _ALGORITHM_TAGS:
+        return []
+    return [f"{where} uses the weak algorithm {token} ({value!r})" for token in weak_tokens(value)]
+
+
+def _tag_problems(conf: ParsedConf, section: Section, tag: str, value: str, *, legacy: bool) -> list[str]:
+    """All structural problems of one tag, in a fixed order: list syntax, references, weak algorithms."""
+    where = f"[{section.name}]:{tag}"
+    lowered = tag.lower()
+    items, problems = _list_items(where, lowered, value)
+    problems += _reference_problems(conf, section, where, lowered, value, items)
+    if not legacy:
+        problems += _weak_algorithm_problems(where, lowered, value)
+    return problems
+
+
 def structure_problems(conf: ParsedConf, *, legacy: bool = False) -> list[str]:
     """What would make isakmpd misbehave quietly: dangling references, empty list items, weak algorithms."""
-    problems: list[str] = []
-
-    def need(section_name: str, where: str) -> None:
-        if conf.section(section_name) is None:
-            problems.append(f"{where} names section [{section_name}], which does not exist")
-
-    phase1 = conf.section("Phase 1")
-    if phase1 is not None:
-        for tag, value in phase1.tags.values():
-            need(value, f"[Phase 1]:{tag}")
+    problems = _phase1_problems(conf)
     for section in conf.sections.values():
         for tag, value in section.tags.values():
-            where = f"[{section.name}]:{tag}"
-            lowered = tag.lower()
-            if lowered in _LIST_TAGS:
-                items, empty = split_list(value)
-                if empty:
-                    problems.append(f"{where} has {empty} empty list item(s)")
-                if any(item != item.strip(C_SPACE) for item in items):
-                    problems.append(f"{where} has an item with surrounding whitespace (isakmpd keeps it)")
-            else:
-                items = [value]
-            if section.name.lower() == "phase 2" and lowered in _LIST_REFERENCE_TAGS:
-                for item in items:
-                    need(item, where)
-            elif lowered in _REFERENCE_TAGS:
-                need(value, where)
-            elif lowered in ("transforms", "suites"):
-                pattern = BUILTIN_MAIN_MODE if lowered == "transforms" else BUILTIN_QUICK_MODE
-                for item in items:
-                    if conf.section(item) is None and not pattern.fullmatch(item):
-                        problems.append(f"{where} item {item!r} is neither a section nor a built-in name")
-            if not legacy and (lowered in ("transforms", "suites") or lowered in _ALGORITHM_TAGS):
-                for token in weak_tokens(value):
-                    problems.append(f"{where} uses the weak algorithm {token} ({value!r})")
+            problems += _tag_problems(conf, section, tag, value, legacy=legacy)
     return problems

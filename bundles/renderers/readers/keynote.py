@@ -99,74 +99,103 @@ def _keyword(name: str) -> str:
     raise KeyNoteSyntaxError(f"unknown field name {name[:40]!r}")
 
 
+def _at(buf: str, k: int) -> str:
+    """``buf[k]``, or the terminating NUL libkeynote's C string has one past the end."""
+    return buf[k] if k < len(buf) else "\0"
+
+
+def _first_field_start(buf: str) -> int:
+    """Skip leading whitespace; the first field must then start at the beginning of a line."""
+    i = len(buf) - len(buf.lstrip(C_SPACE))
+    if i >= len(buf) or (i != 0 and buf[i - 1] != "\n"):
+        raise KeyNoteSyntaxError("the first field does not start at the beginning of a line")
+    return i
+
+
+def _comment_end(buf: str, start: int) -> int:
+    """Where the ``#`` line at ``start`` ends (its LF, or the end of the buffer)."""
+    end = buf.find("\n", start + 1)
+    return len(buf) if end == -1 else end
+
+
+def _find_colon(buf: str, start: int) -> int:
+    """The ``:`` that ends the field name starting at ``start``; none means libkeynote gives up."""
+    colon = buf.find(":", start)
+    if colon == -1:
+        raise KeyNoteSyntaxError(f"text without a field name: {buf[start : start + 40]!r}")
+    return colon
+
+
+def _field_end(buf: str, colon: int) -> tuple[int, bool]:
+    """(end of the field's text, whether the assertion ends there) for the field whose ``:`` is at ``colon``.
+
+    The text runs until an LF followed by a character that cannot continue a field (not whitespace,
+    not ``#``); two LFs in a row or the end of the buffer also end the assertion.
+    """
+    n = len(buf)
+    k = colon
+    while True:
+        k += 1
+        if k == n:
+            return k, True
+        if buf[k] != "\n":
+            continue
+        if k + 1 < n and buf[k + 1] == "\n":
+            return k, True
+        follower = _at(buf, k + 1)
+        if follower not in C_SPACE and follower != "#":
+            return k, False
+
+
+def _check_version(text: str, *, after_field: bool) -> None:
+    """KeyNote-Version must come first (not even after a comment) and must say ``"2"`` (or ``2``)."""
+    if after_field:
+        raise KeyNoteSyntaxError("KeyNote-Version must be the first field (and not follow a comment)")
+    version = tokenize(text, "version")
+    if [(t.kind, t.value) for t in version] != [("STRING", "2")]:
+        raise KeyNoteSyntaxError("KeyNote-Version must be 2")
+
+
+def _add_field(assertion: Assertion, written: str, text: str, *, after_field: bool) -> str:
+    """Record one field under its canonical keyword, with libkeynote's checks, in its order; return the keyword."""
+    name = _keyword(written)
+    if name == "KeyNote-Version":
+        _check_version(text, after_field=after_field)
+    if name in assertion.fields:
+        raise KeyNoteSyntaxError(f"field {name} appears twice")
+    assertion.fields[name] = Field(name=name, written=written, text=text)
+    return name
+
+
+def _check_nothing_after(buf: str, end: int) -> None:
+    """After the assertion's last field, the rest of that line may hold only whitespace."""
+    rest_of_line = buf[end + 1 :].split("\n", 1)[0]
+    if any(char not in C_SPACE for char in rest_of_line):
+        raise KeyNoteSyntaxError("text after the end of the assertion")
+
+
 def parse_assertion(buf: str) -> Assertion:
     """Split one assertion into its fields, or raise KeyNoteSyntaxError where libkeynote fails."""
     if "\0" in buf:
         raise KeyNoteSyntaxError("NUL byte in an assertion")  # libkeynote strdup()s and then reads past it
-    n = len(buf)
-
-    def at(k: int) -> str:
-        return buf[k] if k < n else "\0"
-
-    i = 0
-    while i < n and buf[i] in C_SPACE:
-        i += 1
-    if i >= n or (i != 0 and buf[i - 1] != "\n"):
-        raise KeyNoteSyntaxError("the first field does not start at the beginning of a line")
+    i = _first_field_start(buf)
     assertion = Assertion(text=buf)
     seen_field = False
-    while i < n:
+    while i < len(buf):
         if buf[i] == "#":  # only reached at the start of the assertion: later '#' lines continue a field
+            end = _comment_end(buf, i)
+            assertion.comments.append(buf[i:end])
             seen_field = True
-            start = i
-            while i < n:
-                i += 1
-                if at(i) == "\n":
-                    break
-            assertion.comments.append(buf[start:i])
-            i += 1
+            i = end + 1
             continue
-        ks = i
-        while at(i) != ":" and i < n:
-            i += 1
-        if i + 1 > n:
-            raise KeyNoteSyntaxError(f"text without a field name: {buf[ks : ks + 40]!r}")
-        ke, ts = i, i + 1
-        end_of_assertion = False
-        while True:
-            i += 1
-            if i == n:
-                end_of_assertion, te = True, i
-                break
-            if buf[i] == "\n" and i + 1 < n and buf[i + 1] == "\n":
-                end_of_assertion, te = True, i
-                break
-            if buf[i] == "\n" and at(i + 1) not in C_SPACE and at(i + 1) != "#":
-                te = i
-                break
-        i += 1
-        name = _keyword(buf[ks:ke])
-        if name == "KeyNote-Version":
-            if seen_field:
-                raise KeyNoteSyntaxError("KeyNote-Version must be the first field (and not follow a comment)")
-            version = tokenize(buf[ts:te], "version")
-            if [(t.kind, t.value) for t in version] != [("STRING", "2")]:
-                raise KeyNoteSyntaxError("KeyNote-Version must be 2")
-        if name in assertion.fields:
-            raise KeyNoteSyntaxError(f"field {name} appears twice")
-        assertion.fields[name] = Field(name=name, written=buf[ks:ke], text=buf[ts:te])
+        colon = _find_colon(buf, i)
+        end, end_of_assertion = _field_end(buf, colon)
+        name = _add_field(assertion, buf[i:colon], buf[colon + 1 : end], after_field=seen_field)
         seen_field = True
-        if name == "Signature":
-            end_of_assertion = True
-        if end_of_assertion:
-            if te >= n - 1:
-                break
-            k = 1
-            while te + k < n and buf[te + k] != "\n":
-                if buf[te + k] not in C_SPACE:
-                    raise KeyNoteSyntaxError("text after the end of the assertion")
-                k += 1
+        if end_of_assertion or name == "Signature":
+            _check_nothing_after(buf, end)
             break
+        i = end + 1
     if "Authorizer" not in assertion.fields:
         raise KeyNoteSyntaxError("no Authorizer field")
     return assertion
