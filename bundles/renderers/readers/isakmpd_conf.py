@@ -264,7 +264,7 @@ def _builtin_name_problems(conf: ParsedConf, where: str, lowered: str, items: li
 
 
 def _reference_problems(
-    conf: ParsedConf, section: Section, where: str, lowered: str, value: str, items: list[str]
+    conf: ParsedConf, section: Section, where: str, *, lowered: str, value: str, items: list[str]
 ) -> list[str]:
     """Dangling section references of one tag: Phase 2 connection lists, single references, transform names."""
     if section.name.lower() == "phase 2" and lowered in _LIST_REFERENCE_TAGS:
@@ -288,7 +288,7 @@ def _tag_problems(conf: ParsedConf, section: Section, tag: str, value: str, *, l
     where = f"[{section.name}]:{tag}"
     lowered = tag.lower()
     items, problems = _list_items(where, lowered, value)
-    problems += _reference_problems(conf, section, where, lowered, value, items)
+    problems += _reference_problems(conf, section, where, lowered=lowered, value=value, items=items)
     if not legacy:
         problems += _weak_algorithm_problems(where, lowered, value)
     return problems
