@@ -13,4 +13,5 @@ urlpatterns = [
     path("certificates/<str:serial>/", views.certificate_detail, name="certificate"),
     path("log/", views.audit_log, name="log"),
     path("log/verify/", views.audit_log_verify, name="verify"),
+    path("log/checkpoint.txt", views.audit_checkpoint_download, name="checkpoint"),
 ]

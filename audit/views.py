@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from audit import auditlog, custody, exports, selectors
 from audit.dashboard import certificate_counts, dashboard_charts
 from audit.forms import AuditFilterForm, InventoryFilterForm
-from authority.audit import audit_verify
+from authority.checkpoints import log_verify, newest_checkpoint
 from core.roles import is_auditor, is_ca_admin
 
 View = Callable[..., HttpResponseBase]
@@ -193,7 +193,14 @@ def _audit_log_response(request: HttpRequest, *, verify: Any = None) -> HttpResp
     return render(
         request,
         "audit/log.html",
-        {"form": form, "page": page, "rows": rows, "head_seq": auditlog.audit_head_seq(), "verify": verify},
+        {
+            "form": form,
+            "page": page,
+            "rows": rows,
+            "head_seq": auditlog.audit_head_seq(),
+            "verify": verify,
+            "checkpoint": newest[0] if (newest := newest_checkpoint()) is not None else None,
+        },
     )
 
 
@@ -209,4 +216,24 @@ def audit_log(request: HttpRequest) -> HttpResponse:
 @reviewer_required
 def audit_log_verify(request: HttpRequest) -> HttpResponse:
     """Walk the hash chain and show the result above the log; records nothing, changes nothing."""
-    return _audit_log_response(request, verify=audit_verify())
+    return _audit_log_response(request, verify=log_verify())
+
+
+@never_cache
+@require_GET
+@reviewer_required
+def audit_checkpoint_download(request: HttpRequest) -> HttpResponse:
+    """The newest signed checkpoint, as text, for auditors to keep off the host (docs/security.md T37)."""
+    newest = newest_checkpoint()
+    if newest is None:
+        raise Http404("no signed checkpoint yet")
+    checkpoint, line = newest
+    text = (
+        f"# ca_portal audit checkpoint: event {checkpoint.seq}, signed {checkpoint.at:%Y-%m-%d %H:%M:%S} UTC.\n"
+        "# Check ca= against the SHA-256 fingerprint of the CA certificate you pinned (/ca.pem), then later:\n"
+        "#   manage.py audit_verify --checkpoint THIS_FILE\n"
+        f"{line}\n"
+    )
+    response = HttpResponse(text, content_type="text/plain; charset=us-ascii")
+    response["Content-Disposition"] = f'attachment; filename="audit-checkpoint-{checkpoint.seq}.txt"'
+    return response

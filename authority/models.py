@@ -257,3 +257,22 @@ class SignerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"signer {self.worker} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed checkpoint of the audit chain (``authority.checkpoints``, docs/security.md T37).
+
+    ``line`` is the whole signed text (``pki.checkpoint``); the other columns are copies for
+    ordering and display, and verification reads ``line`` only. The same line is appended to
+    CA_AUDIT_CHECKPOINT_FILE, outside the database. An audit table: SELECT and INSERT only.
+    """
+
+    seq = models.BigIntegerField(db_index=True, help_text="the last event the checkpoint covers")
+    at = models.DateTimeField()
+    line = models.TextField()
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"audit checkpoint at {self.seq}"

@@ -70,3 +70,12 @@ def signer_heartbeat_task(self: Task[[], None]) -> None:
     from authority import heartbeat
 
     heartbeat.signer_heartbeat_record(worker=str(self.request.hostname or "unknown"))
+
+
+@shared_task(name=task_names.AUDIT_CHECKPOINT, ignore_result=True)
+def audit_checkpoint_task() -> None:
+    """Sign a checkpoint of the audit log. Runs on the signer queue: it needs the CA key. Beat sends
+    it every 5 minutes, and appends wake it every 100 events; no retry, the next one comes soon."""
+    from authority import checkpoints
+
+    checkpoints.checkpoint_run()

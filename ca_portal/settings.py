@@ -257,6 +257,9 @@ SPECTACULAR_SETTINGS = {
 # --- the CA ---------------------------------------------------------------------------------
 CA_KEY_DIR = VAR_DIR / "keys"
 CA_KEY_PASSPHRASE_FILE = env_path("CA_KEY_PASSPHRASE_FILE", VAR_DIR / "ca-key-passphrase")
+# Signed audit checkpoints are appended here (O_APPEND, fsync) by the signer: keep it off the
+# database's disk and backups, ideally append-only (chattr +a) or shipped elsewhere (T37).
+CA_AUDIT_CHECKPOINT_FILE = env_path("CA_AUDIT_CHECKPOINT_FILE", VAR_DIR / "audit-checkpoints.log")
 CA_CRL_URL = f"{SITE_URL}/crl.der"
 CA_DEFAULT_VALIDITY_DAYS = env_int("CA_DEFAULT_VALIDITY_DAYS", 365, minimum=1, maximum=825)
 # A request still pending or signing after this long is queued again by the sweeper.
@@ -336,6 +339,7 @@ CELERY_TASK_ROUTES = {
     "authority.crl_publish": {"queue": "signer"},  # CRLs are signed with the CA key
     "authority.crl_renew_if_due": {"queue": "signer"},
     "authority.signer_heartbeat": {"queue": "signer"},  # proves that a signer takes its queue (/readyz)
+    "authority.audit_checkpoint": {"queue": "signer"},  # signed with the CA key (docs/security.md T37)
 }
 CELERY_TASK_TIME_LIMIT = 5 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 60
@@ -355,6 +359,8 @@ CELERY_BEAT_SCHEDULE = {
     "render-stale-bundles": {"task": "bundles.bundles_render_stale", "schedule": 30.0},
     "renew-crl": {"task": "authority.crl_renew_if_due", "schedule": 600.0},
     "check-audit-chain": {"task": "authority.audit_check", "schedule": 3600.0},
+    # Signed checkpoints of the audit log; appends also wake it every 100 events (authority/checkpoints.py).
+    "audit-checkpoint": {"task": "authority.audit_checkpoint", "schedule": 300.0, "options": {"expires": 300}},
     "supersede-renewed": {"task": "enrollment.renewals_supersede", "schedule": 3600.0},
     "renewal-reminders": {"task": "enrollment.renewal_reminders_send", "schedule": 3600.0},
     # A beat nobody took within a minute is worth nothing: a signer back after an outage skips it.

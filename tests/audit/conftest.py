@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +123,13 @@ def body(response: Any) -> str:
     if isinstance(response, StreamingHttpResponse):
         return b"".join(response.streaming_content).decode()  # type: ignore[arg-type]
     return response.content.decode()
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh CA_AUDIT_CHECKPOINT_FILE per test: never the var dir's, which a running portal appends to."""
+    from django.conf import settings
+
+    path = tmp_path_factory.mktemp("checkpoints") / "audit-checkpoints.log"
+    monkeypatch.setattr(settings, "CA_AUDIT_CHECKPOINT_FILE", path)
+    return path

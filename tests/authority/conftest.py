@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,13 @@ def _no_signing_leaks() -> Iterator[None]:
     yield
     keystore._signing_enabled = False
     keystore.forget_keys()
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh CA_AUDIT_CHECKPOINT_FILE per test: never the var dir's, which a running portal appends to."""
+    from django.conf import settings
+
+    path = tmp_path_factory.mktemp("checkpoints") / "audit-checkpoints.log"
+    monkeypatch.setattr(settings, "CA_AUDIT_CHECKPOINT_FILE", path)
+    return path
