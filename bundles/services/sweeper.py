@@ -7,13 +7,14 @@ costs a delay, never a bundle. Causes wake the sweeper through a debounced flag
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from authority.revocation import current_crl
 from authority.wakeups import wake, wake_done
 from bundles import selectors, task_names
-from bundles.models import RenderClaim
+from bundles.models import RenderClaim, RenderFailure, SiteProfile
 from core.tasks import send_by_name
 
 RENDER_BATCH = 25  # peers per render task: small enough to spread over processes, large enough to amortise
@@ -25,9 +26,12 @@ def bundles_render_stale(*, limit: int = 10_000) -> int:
     wake_done(task_names.BUNDLES_RENDER_STALE)  # before looking: what is committed from now on wakes us again
 
     ids = selectors.stale_peer_ids(limit=limit)
-    gateway = selectors.gateway_peer(selectors.profile_get())
+    profile = selectors.profile_get()
+    gateway = selectors.gateway_peer(profile)
     gateway_id = gateway.pk if gateway is not None else None
     now = timezone.now()
+    resting = _backing_off(ids, profile, gateway_id, now)
+    ids = [peer_id for peer_id in ids if peer_id not in resting]
     waiting = set(
         RenderClaim.objects.filter(peer_id__in=ids, queued_at__gte=now - REQUEUE_AFTER).values_list(
             "peer_id", flat=True
@@ -49,6 +53,26 @@ def bundles_render_stale(*, limit: int = 10_000) -> int:
         if chunk and _enqueue_batch(chunk):
             queued += len(chunk)
     return queued
+
+
+def _backing_off(ids: list[int], profile: SiteProfile, gateway_id: int | None, now: datetime) -> set[int]:
+    """The stale peers whose last render failed and that wait for their retry (``RenderFailure.retry_at``):
+    not retried before then unless an input changed since (the site profile, the CRL, for the gateway the
+    issued clients), so a peer that cannot be rendered does not cost a render every sweep."""
+    if not ids:
+        return set()
+    crl = current_crl()
+    waiting = dict(
+        RenderFailure.objects.filter(
+            peer_id__in=ids,
+            retry_at__gt=now,
+            site_generation=profile.generation,
+            crl_number=crl.number if crl is not None else 0,
+        ).values_list("peer_id", "peers_digest")
+    )
+    if gateway_id in waiting and waiting[gateway_id] != selectors.issued_clients().digest:
+        del waiting[gateway_id]
+    return set(waiting)
 
 
 def _enqueue_batch(peer_ids: list[int]) -> bool:
