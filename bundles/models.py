@@ -137,8 +137,8 @@ class RenderFailure(models.Model):
     reason changes), the first render that succeeds deletes it (``bundle.render_recovered``). The
     gateway's render marks ``left_out`` the issued clients whose stored values its files cannot carry,
     and clears that mark once they can. The sweeper retries a failing peer when its inputs change
-    (the site-profile generation, the CRL, for the gateway the issued clients) or after ``retry_at``,
-    an interval that doubles with each attempt (``bundles.services.render``).
+    (the site-profile generation, the CRL, the peer's own values, for the gateway its issued clients)
+    or after ``retry_at``, an interval that doubles with each attempt (``bundles.services.render``).
     """
 
     peer = models.OneToOneField(Peer, on_delete=models.CASCADE, primary_key=True, related_name="render_failure")
@@ -150,7 +150,9 @@ class RenderFailure(models.Model):
     retry_at = models.DateTimeField(help_text="the sweeper retries after this, or sooner when an input changes")
     site_generation = models.PositiveIntegerField(help_text="the site-profile generation of the last attempt")
     crl_number = models.BigIntegerField(default=0, help_text="the CRL of the last attempt")
-    peers_digest = models.CharField(max_length=64, blank=True, help_text="the gateway's: the issued clients it read")
+    inputs = models.CharField(
+        max_length=64, blank=True, help_text="digest of the peer's own values (the gateway's: and its clients') tried"
+    )
 
     def __str__(self) -> str:
         return f"render failure {self.peer_id}: {self.reason}"

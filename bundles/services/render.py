@@ -25,7 +25,7 @@ from bundles.renderers import engine
 from bundles.renderers.bundle import finish, render_files
 from bundles.renderers.spec import Site, SpecRejected
 from bundles.selectors import IssuedClients, RenderContext, issued_clients, render_context
-from bundles.services.inputs import peer_spec, site_spec, template_environment
+from bundles.services.inputs import peer_inputs, peer_spec, site_spec, template_environment
 from enrollment.models import Peer, PortalKey
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def _render_many(peer_ids: list[int], context: RenderContext) -> dict[int, Rende
                 continue
             failures.known(peer)
             digest = clients.digest if peer.pk == gateway.pk else ""
+            inputs = peer_inputs(peer.fqdn, peer.networks, peer.address, digest)
             try:
                 if site is None:
                     raise _SiteRejected(site_problem)
@@ -117,14 +118,14 @@ def _render_many(peer_ids: list[int], context: RenderContext) -> dict[int, Rende
             except (SpecRejected, engine.RenderError, _SiteRejected) as exc:
                 log.error("bundle for peer %s not rendered: %s", peer.pk, exc)
                 outcomes[peer.pk] = RenderOutcome(None, False, f"could not render: {exc}")
-                failures.failed(peer.pk, _reason(exc), peers_digest=digest)
+                failures.failed(peer.pk, _reason(exc), inputs=inputs)
                 continue
             except DatabaseError:
                 raise
             except Exception:  # a bug in a renderer or an override: this peer fails, the others render
                 log.exception("bundle for peer %s not rendered", peer.pk)
                 outcomes[peer.pk] = RenderOutcome(None, False, f"could not render: {INTERNAL_ERROR}")
-                failures.failed(peer.pk, INTERNAL_ERROR, peers_digest=digest)
+                failures.failed(peer.pk, INTERNAL_ERROR, inputs=inputs)
                 continue
             failures.succeeded(peer.pk)
             stored = [{"path": f.path, "mode": f.mode, "text": f.content.decode("utf-8")} for f in files]
@@ -211,7 +212,7 @@ _FAILURE_FIELDS = [f.name for f in RenderFailure._meta.concrete_fields if not f.
 class _Failing:
     reason: str
     left_out: bool
-    peers_digest: str
+    inputs: str  # "" for the gateway's mark alone: the peer's own render is then not held back
     attempted: bool  # the peer's own render failed in this batch (not only the gateway's mark)
 
 
@@ -231,10 +232,10 @@ class _Failures:
         if old is not None:
             self.existing[peer.pk] = old
 
-    def failed(self, peer_id: int, reason: str, *, peers_digest: str = "") -> None:
+    def failed(self, peer_id: int, reason: str, *, inputs: str) -> None:
         """The peer's own render failed; a mark the gateway's render left on it stays."""
         old = self.existing.get(peer_id)
-        self.failing[peer_id] = _Failing(reason, old is not None and old.left_out, peers_digest, attempted=True)
+        self.failing[peer_id] = _Failing(reason, old is not None and old.left_out, inputs, attempted=True)
 
     def succeeded(self, peer_id: int) -> None:
         old = self.existing.get(peer_id)
@@ -277,7 +278,7 @@ class _Failures:
                     retry_at=self.now + retry_delay(attempts),
                     site_generation=self.generation,
                     crl_number=self.crl_number,
-                    peers_digest=entry.peers_digest,
+                    inputs=entry.inputs,
                 )
             rows.append(row)
             if old is None or (old.reason, old.left_out) != (row.reason, row.left_out):

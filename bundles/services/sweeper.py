@@ -15,6 +15,7 @@ from authority.revocation import current_crl
 from authority.wakeups import wake, wake_done
 from bundles import selectors, task_names
 from bundles.models import RenderClaim, RenderFailure, SiteProfile
+from bundles.services.inputs import peer_inputs
 from core.tasks import send_by_name
 
 RENDER_BATCH = 25  # peers per render task: small enough to spread over processes, large enough to amortise
@@ -56,23 +57,27 @@ def bundles_render_stale(*, limit: int = 10_000) -> int:
 
 
 def _backing_off(ids: list[int], profile: SiteProfile, gateway_id: int | None, now: datetime) -> set[int]:
-    """The stale peers whose last render failed and that wait for their retry (``RenderFailure.retry_at``):
-    not retried before then unless an input changed since (the site profile, the CRL, for the gateway the
-    issued clients), so a peer that cannot be rendered does not cost a render every sweep."""
+    """The stale peers whose last render failed and that wait for their retry (``RenderFailure.retry_at``).
+
+    Not retried before then unless an input changed since: the site profile, the CRL, the peer's own
+    values or, for the gateway, its issued clients. So a peer that cannot be rendered costs a render
+    now and then, not one at every sweep, and is tried at once when it may have been fixed.
+    """
     if not ids:
         return set()
     crl = current_crl()
-    waiting = dict(
-        RenderFailure.objects.filter(
-            peer_id__in=ids,
-            retry_at__gt=now,
-            site_generation=profile.generation,
-            crl_number=crl.number if crl is not None else 0,
-        ).values_list("peer_id", "peers_digest")
-    )
-    if gateway_id in waiting and waiting[gateway_id] != selectors.issued_clients().digest:
-        del waiting[gateway_id]
-    return set(waiting)
+    resting = RenderFailure.objects.filter(
+        peer_id__in=ids,
+        retry_at__gt=now,
+        site_generation=profile.generation,
+        crl_number=crl.number if crl is not None else 0,
+    ).values_list("peer_id", "inputs", "peer__fqdn", "peer__networks", "peer__address")
+    waiting = set()
+    for peer_id, inputs, fqdn, networks, address in resting:
+        clients = selectors.issued_clients().digest if peer_id == gateway_id else ""
+        if inputs == peer_inputs(fqdn, networks, address, clients):
+            waiting.add(peer_id)
+    return waiting
 
 
 def _enqueue_batch(peer_ids: list[int]) -> bool:
