@@ -4,6 +4,11 @@ Rendering runs on the ``render`` queue (``bundles.tasks``); everything here is s
 Staleness is derived, not remembered: a peer's latest bundle is stale when it was rendered from an
 older site-profile generation, for another certificate, or (the gateway) for another set of issued
 peers (``bundles.selectors.stale_peer_ids``; the sweeper queues what it finds).
+
+A peer whose spec or render fails never stops the others: it gets a ``RenderFailure`` row (the reason,
+the attempts, when to retry) and one ``bundle.render_failed`` event, the rest of the batch renders and
+commits, and the first render that succeeds deletes the row (``bundle.render_recovered``). The gateway's
+files leave out the issued clients whose stored values the renderers refuse and mark them ``left_out``.
 """
 
 from __future__ import annotations

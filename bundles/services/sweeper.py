@@ -2,7 +2,8 @@
 
 Staleness is derived, not remembered (``bundles.selectors.stale_peer_ids``), so a lost message
 costs a delay, never a bundle. Causes wake the sweeper through a debounced flag
-(``authority.wakeups``), and beat runs it anyway.
+(``authority.wakeups``), and beat runs it anyway. A stale peer whose last render failed
+(``RenderFailure``) rests until an input changes or its retry time comes (``_backing_off``).
 """
 
 from __future__ import annotations
