@@ -271,8 +271,8 @@ class _Failures:
             if old is not None and not entry.attempted:  # only the gateway's mark: the attempts stay
                 row = RenderFailure(**{f.attname: getattr(old, f.attname) for f in RenderFailure._meta.concrete_fields})
                 row.reason, row.left_out = entry.reason, entry.left_out
-            else:
-                attempts = old.attempts + 1 if old is not None else 1
+            else:  # a first mark by the gateway alone is no attempt of the peer's own render yet
+                attempts = (old.attempts if old is not None else 0) + (1 if entry.attempted else 0)
                 row = RenderFailure(
                     peer_id=peer_id,
                     reason=entry.reason,

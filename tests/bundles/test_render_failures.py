@@ -116,6 +116,7 @@ def test_a_client_the_renderers_refuse_does_not_stop_the_others_or_the_gateway(
     assert "::/0" in failure.reason
     assert "IPv6" in failure.reason
     assert failure.left_out
+    assert failure.attempts == 1  # its own render; the gateway's mark is no attempt of it
     assert _failed_events(bad) == [{"reason": failure.reason, "left_out": True}]
     assert set(RenderFailure.objects.values_list("peer_id", flat=True)) == {bad.pk}
 
