@@ -126,6 +126,42 @@ class RenderClaim(models.Model):
         return f"render claim {self.peer_id}"
 
 
+RENDER_REASON_MAX = 300  # what a failure record keeps of the reason (it is shown on pages and in the API)
+
+
+class RenderFailure(models.Model):
+    """A peer whose bundle could not be made, or whom the gateway's files leave out, and why.
+
+    One row per failing peer, so one failure never holds up another peer's bundle: the render that
+    fails writes it (``bundle.render_failed`` in the audit log when the peer starts failing or the
+    reason changes), the first render that succeeds deletes it (``bundle.render_recovered``). The
+    gateway's render marks ``left_out`` the issued clients whose stored values its files cannot carry,
+    and clears that mark once they can. The sweeper retries a failing peer when its inputs change
+    (the site-profile generation, the CRL, the peer's own values, for the gateway its issued clients)
+    or after ``retry_at``, an interval that doubles with each attempt (``bundles.services.render``).
+    """
+
+    peer = models.OneToOneField(Peer, on_delete=models.CASCADE, primary_key=True, related_name="render_failure")
+    reason = models.CharField(max_length=RENDER_REASON_MAX, help_text="user-safe: shown on pages and in the API")
+    left_out = models.BooleanField(default=False, help_text="the gateway's files leave this client out")
+    first_at = models.DateTimeField(help_text="when the peer started failing")
+    at = models.DateTimeField(help_text="the last failed attempt")
+    attempts = models.PositiveIntegerField(default=1)
+    retry_at = models.DateTimeField(help_text="the sweeper retries after this, or sooner when an input changes")
+    site_generation = models.PositiveIntegerField(help_text="the site-profile generation of the last attempt")
+    crl_number = models.BigIntegerField(default=0, help_text="the CRL of the last attempt")
+    inputs = models.CharField(
+        max_length=64, blank=True, help_text="digest of the peer's own values (the gateway's: and its clients') tried"
+    )
+
+    def __str__(self) -> str:
+        return f"render failure {self.peer_id}: {self.reason}"
+
+    @property
+    def message(self) -> str:
+        return f"Bundle could not be made: {self.reason}"
+
+
 class SyncToken(models.Model):
     """The gateway's credential for bin/ca-portal-sync: it fetches that gateway's bundle and nothing else.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import enum
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +23,8 @@ from authority.models import CertificateAuthority, CertificateRequest, Crl
 from authority.revocation import current_crl
 from authority.services import active_ca
 from bundles.errors import BundleError
-from bundles.models import Bundle, BundleDownload, DownloadLink, SiteProfile, SyncToken
+from bundles.models import Bundle, BundleDownload, DownloadLink, RenderFailure, SiteProfile, SyncToken
+from bundles.renderers.spec import SpecRejected, validate_client_entry
 from core.roles import is_ca_admin
 from enrollment.models import Peer, PortalKey
 from enrollment.selectors import peer_for_user, peers_visible_to
@@ -72,25 +73,46 @@ def _gateway_among(servers: QuerySet[Peer], profile: SiteProfile) -> Peer | None
 
 
 @dataclass(frozen=True)
+class RefusedClient:
+    """An issued client the gateway's files leave out: its stored values fail the renderers' rules."""
+
+    peer_id: int
+    fqdn: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class IssuedClients:
-    """What the gateway's files say about the issued clients: their FQDNs and their networks."""
+    """What the gateway's files say about the issued clients: their FQDNs and their networks, and
+    the clients they leave out (``refused``), whose change makes the gateway stale too."""
 
     fqdns: tuple[str, ...]
     networks: tuple[tuple[str, tuple[str, ...]], ...]
+    refused: tuple[RefusedClient, ...] = ()
 
     @property
     def digest(self) -> str:
         lines = [*self.fqdns, *(f"{fqdn} {' '.join(nets)}" for fqdn, nets in self.networks)]
+        lines += [f"! {r.peer_id} {r.fqdn} {r.reason}" for r in self.refused]
         return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def issued_clients() -> IssuedClients:
-    rows = issued_peers().filter(kind=Peer.Kind.CLIENT).order_by("fqdn", "pk").values_list("fqdn", "networks")
-    fqdns = sorted({fqdn for fqdn, _ in rows})
+    """The issued clients as the gateway's files name them, each checked alone with the renderers'
+    rules (``spec.validate_client_entry``): one whose stored values are refused is left out, with why."""
+    rows = issued_peers().filter(kind=Peer.Kind.CLIENT).order_by("fqdn", "pk").values_list("pk", "fqdn", "networks")
+    accepted: list[tuple[str, tuple[str, ...]]] = []
+    refused: list[RefusedClient] = []
+    for pk, fqdn, nets in rows:
+        try:
+            accepted.append(validate_client_entry(fqdn, nets))
+        except SpecRejected as exc:
+            refused.append(RefusedClient(pk, str(fqdn)[:127], str(exc)))
+    fqdns = sorted({fqdn for fqdn, _ in accepted})
     # During a renewal the old and the new peer are both issued: one entry per FQDN (the newest).
-    by_fqdn = {fqdn: tuple(nets) for fqdn, nets in rows}
+    by_fqdn = dict(accepted)
     networks = tuple((fqdn, nets) for fqdn, nets in sorted(by_fqdn.items()) if nets)
-    return IssuedClients(tuple(fqdns), networks)
+    return IssuedClients(tuple(fqdns), networks, tuple(refused))
 
 
 def issued_client_fqdns() -> list[str]:
@@ -149,10 +171,20 @@ def stale_peer_ids(*, limit: int = 10_000) -> list[int]:
     return ids
 
 
+def render_failure_of(peer: Peer) -> RenderFailure | None:
+    """Why the peer's newest bundle could not be made (an issued peer only), or None."""
+    if peer.status != "issued":
+        return None
+    return RenderFailure.objects.filter(peer=peer).first()
+
+
 def bundle_render_blocker(peer: Peer) -> str:
     """Why a peer has no bundle yet, in words for its page."""
     if peer.status != "issued":
         return "The bundle is made once the certificate is issued."
+    failure = render_failure_of(peer)
+    if failure is not None:
+        return failure.message
     profile = profile_get()
     if active_ca() is None:
         return "There is no CA yet."
@@ -274,6 +306,7 @@ class BundlePage:
     portal_key: PortalKey | None
     downloads: QuerySet[BundleDownload]  # the ten latest, read when the page shows them
     waiting: str  # why there is no bundle yet ("" when there is one)
+    failure: RenderFailure | None = None  # the newest render failed (with a bundle: the one shown is older)
 
 
 def bundle_page(user: User, peer_id: int) -> BundlePage:
@@ -293,6 +326,7 @@ def bundle_page(user: User, peer_id: int) -> BundlePage:
         portal_key=PortalKey.objects.filter(peer=peer).first(),
         downloads=downloads[:10],
         waiting=bundle_render_blocker(peer) if bundle is None else "",
+        failure=render_failure_of(peer),
     )
 
 
@@ -364,18 +398,42 @@ class GatewayOverview:
     gateway: Peer | None
     state: GatewayState
     servers: QuerySet[Peer]  # every server peer, read only when the page names them (no gateway yet)
-    stale: int  # bundles waiting to be made
+    stale: int  # bundles waiting to be made (failing ones not counted: they are in ``failures``)
     issued_clients: list[str]
+    failures: list[RenderFailure] = field(default_factory=list)  # issued peers whose files could not be made
+    left_out: tuple[RefusedClient, ...] = ()  # issued clients the gateway's files leave out
+    gateway_failure: RenderFailure | None = None  # the gateway's own files could not be made
+    # The gateway's files were made and name every issued client: only then are they "current".
+    files_complete: bool = True
+    unrecorded: tuple[RefusedClient, ...] = ()  # left out, and not in ``failures`` yet (the next render marks them)
+
+
+FAILURES_SHOWN = 100
+
+
+def render_failures(limit: int = FAILURES_SHOWN) -> list[RenderFailure]:
+    """The issued peers whose newest files could not be made, with why (the gateway page lists them)."""
+    failing = RenderFailure.objects.filter(peer__in=issued_peers()).select_related("peer")
+    return list(failing.order_by("-left_out", "peer__fqdn", "peer_id")[:limit])
 
 
 def gateway_overview() -> GatewayOverview:
     profile = profile_get()
     gateway = gateway_peer(profile)
+    clients = issued_clients()
+    failures = render_failures()
+    failing = set(RenderFailure.objects.values_list("peer_id", flat=True)) if failures else set()
+    gateway_failure = render_failure_of(gateway) if gateway is not None and gateway.pk in failing else None
     return GatewayOverview(
         profile=profile,
         gateway=gateway,
         state=gateway_state(profile, gateway),
         servers=Peer.objects.filter(kind=Peer.Kind.SERVER).order_by("fqdn"),
-        stale=len(stale_peer_ids()),
-        issued_clients=issued_client_fqdns(),
+        stale=len([peer_id for peer_id in stale_peer_ids() if peer_id not in failing]),
+        issued_clients=list(clients.fqdns),
+        failures=failures,
+        left_out=clients.refused,
+        gateway_failure=gateway_failure,
+        files_complete=gateway_failure is None and not clients.refused,
+        unrecorded=tuple(client for client in clients.refused if client.peer_id not in failing),
     )

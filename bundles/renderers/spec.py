@@ -292,6 +292,19 @@ def _networks(values: tuple[str, ...], *, field: str, required: bool = False) ->
         raise SpecRejected(str(exc), field=field) from None
 
 
+def validate_client_entry(fqdn: object, networks: object) -> tuple[str, tuple[str, ...]]:
+    """One issued client as the gateway's files name it (``Site.issued_clients`` and ``client_networks``),
+    checked on its own, so that a client whose stored values no file can carry is left out of the
+    gateway's files instead of failing them for every other client. Returns the values unchanged."""
+    if not isinstance(fqdn, str):
+        raise SpecRejected("the stored FQDN is not text", field="fqdn")
+    validate_fqdn_field(fqdn)
+    if not isinstance(networks, list | tuple):
+        raise SpecRejected("the stored networks are not a list", field="networks")
+    _networks(tuple(networks), field="networks")
+    return fqdn, tuple(networks)
+
+
 @dataclass(frozen=True)
 class Gateway:
     """The VPN gateway (the ``server`` peer) as every bundle sees it."""

@@ -93,9 +93,7 @@ def bundle_download(
         _authorize(user, peer, refusal)
         bundle = selectors.latest_bundle(peer)
         if bundle is None:
-            raise BundleError(
-                "the bundle is not ready yet; it is made a few seconds after issuance", status=409, peer=peer
-            )
+            raise _not_made(peer, "the bundle is not ready yet; it is made a few seconds after issuance")
         key_pem = None
         delivered_before = False
         portal_key = PortalKey.objects.select_for_update().filter(peer=peer).first()
@@ -129,6 +127,12 @@ def bundle_download(
     return Download(f"{peer.fqdn}.zip", data, digest, bundle, key_pem is not None, delivered_before)
 
 
+def _not_made(peer: Peer, waiting: str) -> BundleError:
+    """409 for a peer without a bundle: why it could not be made, or that it is on its way."""
+    failure = selectors.render_failure_of(peer)
+    return BundleError(failure.message if failure is not None else waiting, status=409, peer=peer)
+
+
 def _render_soon(peer_id: int) -> None:
     """After the key's delivery: the README and SHA256SUMS no longer list it."""
     send_by_name(task_names.BUNDLE_RENDER, peer_id)
@@ -141,7 +145,7 @@ def link_create(
     peer = _peer(peer_id, lock=False)
     _authorize(user, peer, refusal)
     if selectors.latest_bundle(peer) is None:
-        raise BundleError("the bundle is not ready yet", status=409, peer=peer)
+        raise _not_made(peer, "the bundle is not ready yet")
     token = secrets.token_urlsafe(32)  # 256 bits
     created = now or timezone.now()
     with transaction.atomic():

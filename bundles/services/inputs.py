@@ -7,6 +7,8 @@ only translate them, so the renderers (``bundles.renderers``) never see a model.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from typing import Any
 
 from cryptography import x509
@@ -77,3 +79,10 @@ def peer_spec(peer: Peer, profile: SiteProfile, *, key_from_portal: bool) -> Pee
 def template_environment() -> Any:
     """The renderers' template environment: the site's overrides first, then the built-in templates."""
     return engine.environment([settings.CONFIG_TEMPLATE_OVERRIDES])
+
+
+def peer_inputs(fqdn: object, networks: object, address: object, clients_digest: str = "") -> str:
+    """A digest of the peer's own values that a render reads (for the gateway, with its issued clients'
+    digest): a failing peer is retried as soon as this changes (``bundles.services.sweeper``)."""
+    values = [fqdn, networks, str(address) if address else None, clients_digest]
+    return hashlib.sha256(json.dumps(values, default=str).encode()).hexdigest()

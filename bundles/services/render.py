@@ -4,6 +4,11 @@ Rendering runs on the ``render`` queue (``bundles.tasks``); everything here is s
 Staleness is derived, not remembered: a peer's latest bundle is stale when it was rendered from an
 older site-profile generation, for another certificate, or (the gateway) for another set of issued
 peers (``bundles.selectors.stale_peer_ids``; the sweeper queues what it finds).
+
+A peer whose spec or render fails never stops the others: it gets a ``RenderFailure`` row (the reason,
+the attempts, when to retry) and one ``bundle.render_failed`` event, the rest of the batch renders and
+commits, and the first render that succeeds deletes the row (``bundle.render_recovered``). The gateway's
+files leave out the issued clients whose stored values the renderers refuse and mark them ``left_out``.
 """
 
 from __future__ import annotations
@@ -11,19 +16,21 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from authority.audit import audit_record_many
 from bundles.archive import build_zip
-from bundles.models import Bundle, BundleDownload, RenderClaim
+from bundles.models import RENDER_REASON_MAX, Bundle, BundleDownload, RenderClaim, RenderFailure
 from bundles.renderers import engine
 from bundles.renderers.bundle import finish, render_files
-from bundles.renderers.spec import SpecRejected
+from bundles.renderers.spec import Site, SpecRejected
 from bundles.selectors import IssuedClients, RenderContext, issued_clients, render_context
-from bundles.services.inputs import peer_spec, site_spec, template_environment
+from bundles.services.inputs import peer_inputs, peer_spec, site_spec, template_environment
 from enrollment.models import Peer, PortalKey
 
 log = logging.getLogger(__name__)
@@ -69,18 +76,21 @@ def _render_many(peer_ids: list[int], context: RenderContext) -> dict[int, Rende
     outcomes = dict.fromkeys(peer_ids, RenderOutcome(None, False, "the peer has no issued certificate"))
     # Only the gateway's files name the issued clients (KeyNote remote_id list, iked and swanctl
     # policies per client gateway); a client's bundle never does, so it skips that O(clients) work.
+    # A client whose stored values the renderers refuse is left out of them (``clients.refused``).
     clients = issued_clients() if gateway.pk in peer_ids else IssuedClients((), ())
     crl_number = crl.number if crl is not None else 0
+    site: Site | None = None
+    site_problem = ""
     try:
         site = site_spec(profile, ca, gateway, clients, crl)
-    except SpecRejected as exc:
+    except SpecRejected as exc:  # a site-wide value: every peer of the batch fails with it
         log.error("bundles not rendered: %s", exc)
-        return dict.fromkeys(peer_ids, RenderOutcome(None, False, f"could not render: {exc}"))
+        site_problem = _reason(exc)
     environment = template_environment()
     with transaction.atomic():
         peers = list(
             Peer.objects.select_for_update(of=("self",))
-            .select_related("certificate_request__certificate")
+            .select_related("certificate_request__certificate", "render_failure")
             .filter(pk__in=peer_ids)
             .order_by("pk")  # one lock order for every batch
         )
@@ -95,22 +105,36 @@ def _render_many(peer_ids: list[int], context: RenderContext) -> dict[int, Rende
         now = timezone.now()
         checked: list[Bundle] = []
         made: list[tuple[Bundle, list[str]]] = []
+        failures = _Failures(now, profile.generation, crl_number)
         for peer in peers:
             if peer.kind == Peer.Kind.SERVER and peer.pk != gateway.pk:
                 outcomes[peer.pk] = RenderOutcome(
                     None, False, "this server peer is not the site's gateway (see the site profile)"
                 )
                 continue
+            failures.known(peer)
+            digest = clients.digest if peer.pk == gateway.pk else ""
+            inputs = peer_inputs(peer.fqdn, peer.networks, peer.address, digest)
             try:
+                if site is None:
+                    raise _SiteRejected(site_problem)
                 spec = peer_spec(peer, profile, key_from_portal=peer.pk in keyed)
                 files = render_files(environment, site, spec)
-            except (SpecRejected, engine.RenderError) as exc:
+            except (SpecRejected, engine.RenderError, _SiteRejected) as exc:
                 log.error("bundle for peer %s not rendered: %s", peer.pk, exc)
                 outcomes[peer.pk] = RenderOutcome(None, False, f"could not render: {exc}")
+                failures.failed(peer.pk, _reason(exc), inputs=inputs)
                 continue
+            except DatabaseError:
+                raise
+            except Exception:  # a bug in a renderer or an override: this peer fails, the others render
+                log.exception("bundle for peer %s not rendered", peer.pk)
+                outcomes[peer.pk] = RenderOutcome(None, False, f"could not render: {INTERNAL_ERROR}")
+                failures.failed(peer.pk, INTERNAL_ERROR, inputs=inputs)
+                continue
+            failures.succeeded(peer.pk)
             stored = [{"path": f.path, "mode": f.mode, "text": f.content.decode("utf-8")} for f in files]
             certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
-            digest = clients.digest if peer.pk == gateway.pk else ""
             previous = latest.get(peer.pk)
             if previous is not None and previous.files == stored:
                 previous.site_generation, previous.certificate = profile.generation, certificate
@@ -136,25 +160,154 @@ def _render_many(peer_ids: list[int], context: RenderContext) -> dict[int, Rende
             )
             made.append((bundle, _changed_paths(previous, bundle)))
             outcomes[peer.pk] = RenderOutcome(bundle, True)
+        if gateway.pk in peer_ids:
+            failures.left_out(clients)
         if checked:
             Bundle.objects.bulk_update(
                 checked, ["site_generation", "certificate", "peers_digest", "lists_key", "crl_number", "checked_at"]
             )
+        events = [
+            (
+                "bundle.rendered",
+                "render",
+                f"peer:{bundle.peer_id}",
+                {"version": bundle.version, "sha256": bundle.sha256, "changed": changed},
+            )
+            for bundle, changed in made
+        ]
+        events += failures.write()  # nothing unless a peer fails, or recovers
         if made:
             Bundle.objects.bulk_create([bundle for bundle, _ in made])
-            audit_record_many(
-                [
-                    (
-                        "bundle.rendered",
-                        "render",
-                        f"peer:{bundle.peer_id}",
-                        {"version": bundle.version, "sha256": bundle.sha256, "changed": changed},
-                    )
-                    for bundle, changed in made
-                ]
-            )
+        if events:
+            audit_record_many(events)
+        if made:
             _versions_prune({bundle.peer_id: bundle.version for bundle, _ in made})
     return outcomes
+
+
+INTERNAL_ERROR = "an internal error in the renderer (the render worker's log has the details)"
+RETRY_FIRST = timedelta(minutes=2)  # a failing peer is retried after this, then twice as long each time
+RETRY_MAX = timedelta(hours=1)
+
+
+class _SiteRejected(Exception):
+    """A site-wide input the renderers refuse: every peer of the batch fails with it."""
+
+
+def _reason(exc: Exception) -> str:
+    """A failure's reason as pages, the API and the audit log show it: one line, capped."""
+    return _cap(str(exc)) or type(exc).__name__
+
+
+def _cap(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= RENDER_REASON_MAX else text[: RENDER_REASON_MAX - 1] + "…"
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long the sweeper leaves a peer alone after its ``attempts``-th failure (unless an input changes)."""
+    delay: timedelta = RETRY_FIRST * (2 ** min(max(attempts - 1, 0), 16))
+    return min(delay, RETRY_MAX)
+
+
+_FAILURE_FIELDS = [f.name for f in RenderFailure._meta.concrete_fields if not f.primary_key]
+
+
+@dataclass
+class _Failing:
+    reason: str
+    left_out: bool
+    inputs: str  # "" for the gateway's mark alone: the peer's own render is then not held back
+    attempted: bool  # the peer's own render failed in this batch (not only the gateway's mark)
+
+
+class _Failures:
+    """The render failures a batch records and clears, written with a statement or two, and only when
+    a peer fails or recovers (the exception path: a batch without either costs nothing more)."""
+
+    def __init__(self, now: datetime, generation: int, crl_number: int) -> None:
+        self.now, self.generation, self.crl_number = now, generation, crl_number
+        self.existing: dict[int, RenderFailure] = {}
+        self.failing: dict[int, _Failing] = {}
+        self.recovered: dict[int, RenderFailure] = {}
+
+    def known(self, peer: Peer) -> None:
+        """Remember the peer's failure record (read with the peer's lock, ``select_related``)."""
+        old: RenderFailure | None = getattr(peer, "render_failure", None)
+        if old is not None:
+            self.existing[peer.pk] = old
+
+    def failed(self, peer_id: int, reason: str, *, inputs: str) -> None:
+        """The peer's own render failed; a mark the gateway's render left on it stays."""
+        old = self.existing.get(peer_id)
+        self.failing[peer_id] = _Failing(reason, old is not None and old.left_out, inputs, attempted=True)
+
+    def succeeded(self, peer_id: int) -> None:
+        old = self.existing.get(peer_id)
+        if old is not None:
+            self.recovered[peer_id] = old
+
+    def left_out(self, clients: IssuedClients) -> None:
+        """After the gateway's render: mark the issued clients its files leave out, and clear the mark
+        of those they name again (one read of the marked and the refused)."""
+        refused = {client.peer_id: client for client in clients.refused}
+        for row in RenderFailure.objects.filter(Q(peer_id__in=list(refused)) | Q(left_out=True)):
+            self.existing.setdefault(row.peer_id, row)
+            if row.peer_id not in refused and row.peer_id not in self.failing:
+                # Named again: its values pass. If its own bundle still fails, its next render says so.
+                self.recovered[row.peer_id] = row
+        for peer_id, entry in self.failing.items():
+            entry.left_out = peer_id in refused
+        for peer_id, client in refused.items():
+            if peer_id not in self.failing:
+                self.failing[peer_id] = _Failing(_cap(client.reason), True, "", attempted=False)
+
+    def write(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Store the failures, delete the recovered records; returns their audit events."""
+        events: list[tuple[str, str, str, dict[str, Any]]] = []
+        rows = []
+        for peer_id, entry in sorted(self.failing.items()):
+            old = self.existing.get(peer_id)
+            if old is not None and not entry.attempted:  # only the gateway's mark: the attempts stay
+                row = RenderFailure(**{f.attname: getattr(old, f.attname) for f in RenderFailure._meta.concrete_fields})
+                row.reason, row.left_out = entry.reason, entry.left_out
+            else:  # a first mark by the gateway alone is no attempt of the peer's own render yet
+                attempts = (old.attempts if old is not None else 0) + (1 if entry.attempted else 0)
+                row = RenderFailure(
+                    peer_id=peer_id,
+                    reason=entry.reason,
+                    left_out=entry.left_out,
+                    first_at=old.first_at if old is not None else self.now,
+                    at=self.now,
+                    attempts=attempts,
+                    retry_at=self.now + retry_delay(attempts),
+                    site_generation=self.generation,
+                    crl_number=self.crl_number,
+                    inputs=entry.inputs,
+                )
+            rows.append(row)
+            if old is None or (old.reason, old.left_out) != (row.reason, row.left_out):
+                data = {"reason": row.reason, "left_out": row.left_out}
+                events.append(("bundle.render_failed", "render", f"peer:{peer_id}", data))
+        if rows:
+            RenderFailure.objects.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=["peer"],
+                update_fields=_FAILURE_FIELDS,
+            )
+        if self.recovered:
+            RenderFailure.objects.filter(peer_id__in=list(self.recovered)).delete()
+            events += [
+                (
+                    "bundle.render_recovered",
+                    "render",
+                    f"peer:{peer_id}",
+                    {"after": old.reason, "attempts": old.attempts, "since": old.first_at.isoformat()},
+                )
+                for peer_id, old in sorted(self.recovered.items())
+            ]
+        return events
 
 
 def _versions_prune(latest: dict[int, int]) -> int:

@@ -8,7 +8,9 @@ which the bundles app subscribes to) or a site-profile change (``bundles.service
 The gateway www.example.com and alice's client.example.com are registered and approved through
 the API; the test then polls ``GET /api/v1/peers/{id}/bundle`` until the zips appear, checks that the
 KeyNote policy's licensee is the CA certificate of ``GET /api/v1/ca``, that the gateway's policy
-names the client, and that a site-profile change yields a new version of the client's bundle.
+names the client, and that a site-profile change yields a new version of the client's bundle. Last,
+a client whose stored networks no file can carry is left out of the gateway's files, which still
+name the client issued after it, and its own bundle answers 409 with the reason.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ pytestmark = pytest.mark.integration
 
 GATEWAY = "www.example.com"
 CLIENT = "client.example.com"
+BAD = "bad.example.com"
+LAPTOP = "laptop.example.com"
 CLIENT_CSR = (FIXTURES / "client-rsa2048.csr").read_text()  # CN=client.example.com
 ANY_CSR = (FIXTURES / "client-nocn.csr").read_text()  # no CN: fits any FQDN
 BUNDLE_TIMEOUT = 30.0
@@ -56,6 +60,11 @@ for name, admin in (("alice", False), ("carol", True), ("dave", True)):
         user.groups.add(admins)
     tokens[name] = Token.objects.create(user=user).key
 print(json.dumps(tokens))
+"""
+
+BAD_ROW_SCRIPT = """
+from enrollment.models import Peer
+assert Peer.objects.filter(pk={id}).update(networks=["::/0"]) == 1
 """
 
 PROFILE_SCRIPT = """
@@ -276,6 +285,35 @@ def test_the_render_worker_makes_and_remakes_bundles_by_itself(site: Site) -> No
     shipped = x509.load_pem_x509_crl(after.files["isakmpd/crls/ca.crl"].encode())
     assert shipped.get_revoked_certificate_by_serial_number(serial) is not None
     assert shipped.is_signature_valid(x509.load_pem_x509_certificate(ca_pem.encode()).public_key())  # type: ignore[arg-type]
+
+    # A client whose stored networks no file can carry (a row written before registration refused
+    # such values, or by a bug) does not stop the gateway: its files leave that client out and name
+    # the next one, and the client's own bundle answers 409 with the reason (issue 10 F1).
+    bad = site.json(
+        "POST", "/api/v1/peers", "alice", {"fqdn": BAD, "kind": "client", "networks": ["10.20.0.0/24"], "csr": ANY_CSR}
+    )
+    site.stack.manage("shell", "-c", BAD_ROW_SCRIPT.format(id=int(bad["id"])))
+    site.json("POST", f"/api/v1/peers/{bad['id']}/approve", "carol", {})
+    wait_issued(site, bad["id"], "alice")
+    laptop = site.json("POST", "/api/v1/peers", "alice", {"fqdn": LAPTOP, "kind": "client", "csr": ANY_CSR})
+    site.json("POST", f"/api/v1/peers/{laptop['id']}/approve", "carol", {})
+    wait_issued(site, laptop["id"], "alice")
+    named = wait_for_bundle(
+        site, gateway["id"], GATEWAY, "carol", until=lambda d: LAPTOP in remote_ids(d.files["isakmpd/isakmpd.policy"])
+    )
+    assert remote_ids(named.files["isakmpd/isakmpd.policy"]) == [LAPTOP]
+    wait_for_bundle(site, laptop["id"], LAPTOP, "alice")
+    deadline = time.monotonic() + BUNDLE_TIMEOUT
+    while True:
+        status, _, data = site.api("GET", f"/api/v1/peers/{bad['id']}/bundle", "alice")
+        assert status == 409, f"{status} {data[:300]!r}"
+        error = json.loads(data)["errors"]["__all__"][0]
+        if error.startswith("Bundle could not be made: "):
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{BAD} is not marked as failing in {BUNDLE_TIMEOUT:.0f} s: {error}\n{site.logs()}")
+        time.sleep(0.3)
+    assert "::/0" in error
 
 
 def _current_crl(site: Site) -> x509.CertificateRevocationList | None:
