@@ -6,6 +6,7 @@ Thin: load and authorize through selectors, validate with a form, call one servi
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -81,10 +82,15 @@ def peer_register(request: HttpRequest) -> HttpResponse:
                 actor=user,
             )
         except services.EnrollmentError as exc:
+            resent = _registration_resent(user, data) if exc.status == 409 else None
+            if resent is not None:
+                messages.info(request, _resent_message(resent))
+                return redirect("enrollment:detail", resent.pk)
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             if registration.key_passphrase:
-                # Shown once, in this response only; the web tier keeps no copy.
+                # Shown once, in this response only; the web tier keeps no copy (not in the session
+                # either). A reload sends the form again, which leads to the peer's page (above).
                 return render(
                     request,
                     "enrollment/passphrase_once.html",
@@ -93,6 +99,30 @@ def peer_register(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"{registration.peer.fqdn} is registered and waits for a CA admin.")
             return redirect("enrollment:detail", registration.peer.pk)
     return render(request, "enrollment/peer_register.html", {"form": form})
+
+
+def _registration_resent(user: User, data: dict[str, Any]) -> Peer | None:
+    """The user's own waiting peer when this refused registration is the one that made it (a reload)."""
+    return selectors.registration_resent(
+        user,
+        fqdn=data["fqdn"],
+        kind=data["kind"],
+        networks=services.parse_networks(data["networks"]),  # it passed once: the service refused a duplicate
+        address=data["address"] or None,
+        csr_pem=data["csr"] or None,
+    )
+
+
+def _resent_message(peer: Peer, *, renewal: bool = False) -> str:
+    """What a page says when the browser sent a registration or renewal that was already recorded."""
+    what = "The renewal of {} is requested" if renewal else "{} is registered"
+    said = f"{what.format(peer.fqdn)} already: your browser sent the same form again (a reload, or Back)."
+    if peer.key_source == Peer.KeySource.PORTAL:
+        return (
+            f"{said} The passphrase of its key was shown once, on the page before, and cannot be shown again. "
+            "If you did not save it, ask a CA admin to reject this request, then register again."
+        )
+    return f"{said} This is its page."
 
 
 @require_GET
@@ -340,6 +370,12 @@ def renew(request: HttpRequest, peer_id: int) -> HttpResponse:
         except services.EnrollmentError as exc:
             if exc.status == 404:
                 raise Http404(str(exc)) from None
+            resent = (
+                selectors.renewal_resent(peer, csr_pem=form.cleaned_data["csr"] or None) if exc.status == 409 else None
+            )
+            if resent is not None:
+                messages.info(request, _resent_message(resent, renewal=True))
+                return redirect("enrollment:detail", resent.pk)
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             new = registration.peer

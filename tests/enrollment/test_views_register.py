@@ -366,3 +366,84 @@ def test_it_accepts_only_get_and_post(client: Client, owner: Any) -> None:
 
     assert client.put(URL, _form()).status_code == 405
     assert not Peer.objects.exists()
+
+
+# --- the same form sent again (a reload of the answer, or Back) ------------------------------------
+
+
+def test_a_reload_of_the_passphrase_page_leads_to_the_peer_not_to_a_refusal(
+    client: Client, owner: Any, signer: None
+) -> None:
+    login(client, owner)
+    first = client.post(URL, _form(csr="", key_source="portal", networks="10.1.0.0/24"))
+    assert first.templates[0].name == "enrollment/passphrase_once.html"
+    passphrase = re.search(r'<code id="passphrase">([^<]+)</code>', first.content.decode()).group(1)  # type: ignore[union-attr]
+    peer = Peer.objects.get()
+    events = AuditEvent.objects.count()
+
+    again = client.post(URL, _form(csr="", key_source="portal", networks="10.1.0.0/24"))
+
+    assert again.status_code == 302
+    assert again["Location"] == f"/peers/{peer.pk}/"
+    assert list(Peer.objects.all()) == [peer]
+    assert AuditEvent.objects.count() == events
+    page = _page(client.get(again["Location"]))
+    assert "your browser sent the same form again" in page
+    assert "shown once" in page
+    assert "already registered" not in page.replace("registered already", "")
+    assert passphrase not in page
+    assert _db_text_holding(passphrase) == ["enrollment.PortalKey.handoff_passphrase"]  # nothing kept for the reload
+
+
+def test_the_passphrase_page_offers_a_copy_button_and_the_peer(client: Client, owner: Any) -> None:
+    login(client, owner)
+
+    response = client.post(URL, _form(csr="", key_source="portal"))
+
+    body = response.content.decode()
+    peer = Peer.objects.get()
+    assert 'data-copy-target="passphrase"' in body
+    assert "js/copy-text.js" in body
+    assert f'href="/peers/{peer.pk}/"' in body
+
+
+def test_a_resent_csr_registration_leads_to_the_peer(client: Client, owner: Any) -> None:
+    login(client, owner)
+    assert client.post(URL, _form()).status_code == 302
+    peer = Peer.objects.get()
+
+    again = client.post(URL, _form())
+
+    assert again.status_code == 302
+    assert again["Location"] == f"/peers/{peer.pk}/"
+    assert Peer.objects.count() == 1
+    assert "This is its page." in _page(client.get(again["Location"]))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"networks": "10.9.0.0/24"}, {"key_source": "portal", "csr": ""}, {"address": "192.0.2.7"}],
+    ids=["other-networks", "other-key", "other-address"],
+)
+def test_a_different_registration_of_the_same_fqdn_is_still_refused(
+    client: Client, owner: Any, change: dict[str, str]
+) -> None:
+    login(client, owner)
+    assert client.post(URL, _form()).status_code == 302
+
+    response = client.post(URL, _form(**change))
+
+    assert response.status_code == 200
+    assert f"{FQDN} is already registered" in _page(response)
+    assert Peer.objects.count() == 1
+
+
+def test_another_users_resent_form_is_refused(client: Client, owner: Any, other_user: Any) -> None:
+    login(client, owner)
+    assert client.post(URL, _form()).status_code == 302
+    login(client, other_user)
+
+    response = client.post(URL, _form())
+
+    assert response.status_code == 200
+    assert f"{FQDN} is already registered" in _page(response)
