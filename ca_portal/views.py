@@ -17,7 +17,7 @@ from enrollment import selectors
 def home(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert isinstance(user, User)
-    context: dict[str, object] = {"peers": selectors.peers_recent(user)}
+    context: dict[str, object] = {"peers": selectors.peers_recent(user), **selectors.expiry_marks()}
     if is_ca_admin(user):
         context.update(selectors.work_counts())
     return render(request, "home.html", context)

@@ -359,9 +359,20 @@ def est_peer_to_renew(*, owner: User, fqdn: str) -> Peer | None:
 
 
 def peers_recent(owner: User, *, limit: int = 10) -> list[Peer]:
-    """The owner's newest peers, for the home page."""
-    rows = Peer.objects.filter(owner_id=owner.pk).select_related("certificate_request").order_by("-created_at")
+    """The owner's newest peers, for the home page (with their certificates: the table shows the expiry)."""
+    rows = (
+        Peer.objects.filter(owner_id=owner.pk)
+        .select_related("certificate_request__certificate")
+        .order_by("-created_at")
+    )
     return list(rows[:limit])
+
+
+def expiry_marks(*, now: datetime | None = None) -> dict[str, datetime | None]:
+    """What a peer table compares expiry dates with: now, and the first renewal reminder's horizon."""
+    moment = now or timezone.now()
+    thresholds = renewal_reminder_thresholds()
+    return {"now": moment, "soon": moment + timedelta(days=thresholds[0]) if thresholds else None}
 
 
 def work_counts() -> dict[str, int]:

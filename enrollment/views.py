@@ -60,7 +60,8 @@ def _require_admin(request: HttpRequest) -> User:
 @login_required
 def peer_list(request: HttpRequest) -> HttpResponse:
     """The signed-in user's own peers, newest first."""
-    return render(request, "enrollment/peer_list.html", {"peers": selectors.peers_owned_by(_user(request))})
+    context = {"peers": selectors.peers_owned_by(_user(request)), **selectors.expiry_marks()}
+    return render(request, "enrollment/peer_list.html", context)
 
 
 @never_cache
