@@ -375,11 +375,16 @@ def expiry_marks(*, now: datetime | None = None) -> dict[str, datetime | None]:
     return {"now": moment, "soon": moment + timedelta(days=thresholds[0]) if thresholds else None}
 
 
+def pending_approvals_count() -> int:
+    """How many peers wait for a CA admin's decision: one COUNT (the navigation shows it on every page)."""
+    return Peer.objects.filter(decision=Peer.Decision.PENDING).count()
+
+
 def work_counts() -> dict[str, int]:
     """What waits for CA admins: undecided peers, requests the signer has not finished, certificates issued."""
     signing = [CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING]
     return {
-        "pending_count": Peer.objects.filter(decision=Peer.Decision.PENDING).count(),
+        "pending_count": pending_approvals_count(),
         "signing_count": CertificateRequest.objects.filter(status__in=signing).count(),
         "issued_count": Certificate.objects.count(),
     }

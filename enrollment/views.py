@@ -69,7 +69,13 @@ def peer_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def peer_register(request: HttpRequest) -> HttpResponse:
     user = _user(request)
-    form = PeerRegisterForm(request.POST or None, request.FILES or None, allow_server=is_ca_admin(user))
+    kind = request.GET.get("kind", "")  # the overview's "Register the VPN gateway" asks for kind server
+    form = PeerRegisterForm(
+        request.POST or None,
+        request.FILES or None,
+        allow_server=is_ca_admin(user),
+        initial={"kind": kind} if kind in Peer.Kind.values else None,
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
