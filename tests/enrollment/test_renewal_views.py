@@ -128,7 +128,7 @@ def test_the_form_says_what_is_missing(laptop: Peer, owner: Any) -> None:
     wrong = client.post(f"/peers/{laptop.pk}/renew/", {"key_source": "csr", "csr": "not a csr"})
 
     assert empty.status_code == wrong.status_code == 200
-    assert "paste or upload your certificate request" in html.unescape(empty.content.decode())
+    assert "Paste or upload your certificate request" in html.unescape(empty.content.decode())
     assert 'class="field-error"' in wrong.content.decode()
     assert not Peer.objects.filter(renews=laptop).exists()
 
