@@ -98,7 +98,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
     "core.middleware.ServiceErrorPages",
+    "core.pages.method_not_allowed_pages",  # a browser's GET of a POST-only address: a page, not a blank 405
 ]
+CSRF_FAILURE_VIEW = "core.pages.csrf_failure"  # a page in the site's style, not Django's bare 403
 
 ROOT_URLCONF = "ca_portal.urls"
 WSGI_APPLICATION = "ca_portal.wsgi.application"
