@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.charts import Chart, bar_chart
 from audit.selectors import start_of
-from authority.models import Certificate
+from authority.models import AuditCheck, Certificate
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ def certificate_counts(*, now: datetime | None = None) -> Counts:
         expired=expired,
         expiring_30=expiring,
     )
+
+
+def latest_audit_check() -> AuditCheck | None:
+    """The newest scheduled (or manual) verification of the audit chain, whatever its result."""
+    return AuditCheck.objects.order_by("-checked_at", "-pk").first()
 
 
 def _as_date(value: date | datetime) -> date:

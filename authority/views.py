@@ -3,7 +3,6 @@ from __future__ import annotations
 import base64
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -98,25 +97,26 @@ def crl_pem(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def ca_detail(request: HttpRequest) -> HttpResponse:
-    if not is_ca_admin(request.user):
-        raise PermissionDenied("only CA admins see the CA page")
+    """The CA page. Its public part (subject, fingerprint, validity, downloads) is for everyone signed in:
+    owners compare the fingerprint of the CA their peer fetched (EST, the bundle) with it. How the key is
+    kept, and the CRL's health and policy, are for CA admins."""
     ca = active_ca()
     fingerprint = ""
     if ca is not None:
         fingerprint = ":".join(ca.fingerprint_sha256[i : i + 2] for i in range(0, 64, 2)).upper()
-    from authority.crl_policy import crl_policy
-    from authority.revocation import crl_health
+    context: dict[str, object] = {"ca": ca, "fingerprint": fingerprint}
+    if is_ca_admin(request.user):
+        from authority.crl_policy import crl_policy
+        from authority.revocation import crl_health
 
-    health = crl_health()
-    policy = crl_policy()
-    context = {
-        "ca": ca,
-        "fingerprint": fingerprint,
-        "crl": health.crl,
-        "crl_problem": health.warning,
-        "crl_policy": policy.spans(),
-        "crl_policy_warnings": policy.warnings(),
-    }
+        health = crl_health()
+        policy = crl_policy()
+        context.update(
+            crl=health.crl,
+            crl_problem=health.warning,
+            crl_policy=policy.spans(),
+            crl_policy_warnings=policy.warnings(),
+        )
     return render(request, "authority/ca_detail.html", context)
 
 

@@ -437,3 +437,54 @@ def gateway_overview() -> GatewayOverview:
         files_complete=gateway_failure is None and not clients.refused,
         unrecorded=tuple(client for client in clients.refused if client.peer_id not in failing),
     )
+
+
+# --- the overview's first-run checklist -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    """One step from an empty site to the first client bundle: done, or where to do it."""
+
+    key: str  # ca, gateway, profile, client
+    title: str
+    done: bool
+    note: str  # what is there, or what is missing
+    peer: Peer | None = None  # the gateway or client that is on its way (pending, signing), if any
+
+
+def setup_steps() -> list[SetupStep]:
+    """The CA admins' first-run checklist: CA, then the gateway, the site profile and a first client.
+
+    A handful of small reads, for CA admins on the overview only (not in the context processor).
+    """
+    ca = active_ca()
+    profile = profile_get()
+    gateway = gateway_peer(profile)
+    live = Peer.objects.filter(retired_at__isnull=True).exclude(decision=Peer.Decision.REJECTED)
+    server_on_way = None if gateway is not None else live.filter(kind=Peer.Kind.SERVER).order_by("pk").first()
+    client = issued_peers().filter(kind=Peer.Kind.CLIENT).order_by("pk").first()
+    client_on_way = None if client is not None else live.filter(kind=Peer.Kind.CLIENT).order_by("pk").first()
+    saved = profile.updated_by_id is not None or profile.generation > 1
+    return [
+        SetupStep("ca", "Certificate authority", ca is not None, ca.common_name if ca is not None else "no CA yet"),
+        SetupStep(
+            "gateway",
+            "VPN gateway",
+            gateway is not None,
+            gateway.fqdn
+            if gateway is not None
+            else (f"{server_on_way.fqdn}: {server_on_way.progress}" if server_on_way else "not registered"),
+            server_on_way,
+        ),
+        SetupStep("profile", "Site profile", saved, "saved" if saved else "the defaults: interfaces, suite, services"),
+        SetupStep(
+            "client",
+            "First client",
+            client is not None,
+            client.fqdn
+            if client is not None
+            else (f"{client_on_way.fqdn}: {client_on_way.progress}" if client_on_way else "none yet"),
+            client_on_way,
+        ),
+    ]

@@ -1,8 +1,9 @@
 """The context processor of every page: role flags for the navigation and the site-wide warnings.
 
 It runs on every rendered page, so it stays cheap: for everyone, one read of the active CA and one
-of the site profile (never a write); for CA admins only, the gateway banner (one query when the
-gateway is found at once), the CRL's health and the latest audit check. A page renders one template
+of the site profile (never a write); for CA admins only, the number of requests waiting for approval
+(one COUNT, for the navigation), the gateway banner (one query when the gateway is found at once),
+the CRL's health and the latest audit check. A page renders one template
 with the request, so the processor runs once per request and a per-request cache would save nothing.
 """
 
@@ -17,6 +18,7 @@ from authority.revocation import crl_health
 from authority.services import active_ca
 from bundles import selectors
 from core.roles import is_auditor, is_ca_admin
+from enrollment.selectors import pending_approvals_count
 
 
 def portal(request: HttpRequest) -> dict[str, Any]:
@@ -34,11 +36,12 @@ def portal(request: HttpRequest) -> dict[str, Any]:
 
 
 def _bundle_flags(admin: bool) -> dict[str, Any]:
-    """The legacy-suite warning (every page) and, for CA admins, whether the gateway needs new files,
-    the CRL warning and a failed audit check."""
+    """The legacy-suite warning (every page) and, for CA admins, the requests waiting for approval,
+    whether the gateway needs new files, the CRL warning and a failed audit check."""
     profile = selectors.profile_get()
     flags: dict[str, Any] = {"legacy_suite_warning": profile.legacy_allowed and profile.suite.startswith("legacy")}
     if admin:
+        flags["pending_approvals"] = pending_approvals_count()
         flags["gateway_needs_update"] = selectors.gateway_needs_update(profile)
         flags["crl_warning"] = crl_health().warning
         flags["audit_broken"] = latest_check_failed()

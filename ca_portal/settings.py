@@ -18,6 +18,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from core.env import env_bool, env_choice, env_int, env_list, env_path, env_str
+from core.listen import DEFAULT_HOST, DEFAULT_PORT, site_url_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("CA_PORTAL_VAR_DIR", BASE_DIR / "var")
@@ -44,7 +45,15 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 
-SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+def _default_site_url() -> str:
+    """Where `make run HOST=... PORT=...` listens (core/listen.py); read only when SITE_URL is unset."""
+    return site_url_for(
+        env_str("HOST", DEFAULT_HOST) or DEFAULT_HOST, env_int("PORT", DEFAULT_PORT, minimum=1, maximum=65535)
+    )
+
+
+SITE_URL = (os.environ.get("SITE_URL") or _default_site_url()).rstrip("/")
 _site = urlsplit(SITE_URL)
 if _site.scheme not in {"http", "https"} or not _site.hostname or _site.path or _site.query:
     raise ImproperlyConfigured(f"SITE_URL must look like https://vpn-ca.example.org, got {SITE_URL!r}")
@@ -89,7 +98,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
     "core.middleware.ServiceErrorPages",
+    "core.pages.method_not_allowed_pages",  # a browser's GET of a POST-only address: a page, not a blank 405
 ]
+CSRF_FAILURE_VIEW = "core.pages.csrf_failure"  # a page in the site's style, not Django's bare 403
 
 ROOT_URLCONF = "ca_portal.urls"
 WSGI_APPLICATION = "ca_portal.wsgi.application"

@@ -3,7 +3,6 @@ goes through here: 404 for what is not theirs). Nothing here writes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,11 +17,12 @@ from authority.models import Certificate, CertificateRequest
 from authority.services import active_ca
 from core.roles import CA_ADMIN, is_auditor, is_ca_admin
 from enrollment.models import Peer, SitePolicy
+from enrollment.networks import NetworkHolder, NetworksInUse, network_overlaps
 from pki.csr import vet_csr
 from pki.errors import PkiError
 from pki.est import csr_public_key_der
 from pki.keys import describe_key
-from pki.networks import Overlap, overlaps
+from pki.networks import Overlap
 
 QUEUE_SORTS = {"newest": "-created_at", "oldest": "created_at", "fqdn": "fqdn", "owner": "owner__username"}
 
@@ -75,69 +75,6 @@ def peer_for_user(user: User, peer_id: int) -> Peer:
     if peer is None:
         raise Http404("no such peer")
     return peer
-
-
-# --- networks in use (T35) -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NetworkHolder:
-    """A live peer that holds networks, as an overlap names it (to CA admins; users see less)."""
-
-    peer_id: int
-    fqdn: str
-    kind: str
-    owner_id: int
-    pending: bool
-
-    def __str__(self) -> str:
-        what = f"the VPN gateway {self.fqdn}" if self.kind == Peer.Kind.SERVER else self.fqdn
-        return f"{what} (peer {self.peer_id}{', pending' if self.pending else ''})"
-
-
-NetworksInUse = list[tuple[NetworkHolder, list[str]]]
-
-
-def live_peers() -> QuerySet[Peer]:
-    """Peers whose networks are taken: not rejected, retired, revoked or failed (pending ones included,
-    so two requests for one network meet at the second registration or, at the latest, at approval)."""
-    return (
-        Peer.objects.filter(retired_at__isnull=True)
-        .exclude(decision=Peer.Decision.REJECTED)
-        .exclude(certificate_request__status=CertificateRequest.Status.FAILED)
-        .exclude(certificate_request__certificate__revoked_at__isnull=False)
-    )
-
-
-def networks_in_use() -> NetworksInUse:
-    """Every live peer with networks behind it (the VPN gateway's are its protected networks), by id.
-
-    One query; a page that checks many peers (the approval queue) reads this once and passes it on.
-    """
-    rows = (
-        live_peers()
-        .exclude(networks=[])
-        .order_by("pk")
-        .values_list("pk", "fqdn", "kind", "owner_id", "decision", "networks")
-    )
-    return [
-        (NetworkHolder(pk, fqdn, kind, owner_id, decision == Peer.Decision.PENDING), list(networks))
-        for pk, fqdn, kind, owner_id, decision, networks in rows
-    ]
-
-
-def network_overlaps(
-    networks: Sequence[str], *, fqdn: str, in_use: NetworksInUse | None = None
-) -> list[Overlap[NetworkHolder]]:
-    """Where ``networks`` (of a peer named ``fqdn``) overlap a network another live peer holds.
-
-    Peers with the same FQDN are one peer over time (a renewal and the peer it renews share their
-    networks, and the gateway's files name one of them), so they never conflict.
-    """
-    if not networks:
-        return []
-    taken = in_use if in_use is not None else networks_in_use()
-    return overlaps(networks, [(holder, nets) for holder, nets in taken if holder.fqdn != fqdn])
 
 
 # The API's status filter: the statuses of ``Peer.status`` as queries.
@@ -393,16 +330,32 @@ def est_peer_to_renew(*, owner: User, fqdn: str) -> Peer | None:
 
 
 def peers_recent(owner: User, *, limit: int = 10) -> list[Peer]:
-    """The owner's newest peers, for the home page."""
-    rows = Peer.objects.filter(owner_id=owner.pk).select_related("certificate_request").order_by("-created_at")
+    """The owner's newest peers, for the home page (with their certificates: the table shows the expiry)."""
+    rows = (
+        Peer.objects.filter(owner_id=owner.pk)
+        .select_related("certificate_request__certificate")
+        .order_by("-created_at")
+    )
     return list(rows[:limit])
+
+
+def expiry_marks(*, now: datetime | None = None) -> dict[str, datetime | None]:
+    """What a peer table compares expiry dates with: now, and the first renewal reminder's horizon."""
+    moment = now or timezone.now()
+    thresholds = renewal_reminder_thresholds()
+    return {"now": moment, "soon": moment + timedelta(days=thresholds[0]) if thresholds else None}
+
+
+def pending_approvals_count() -> int:
+    """How many peers wait for a CA admin's decision: one COUNT (the navigation shows it on every page)."""
+    return Peer.objects.filter(decision=Peer.Decision.PENDING).count()
 
 
 def work_counts() -> dict[str, int]:
     """What waits for CA admins: undecided peers, requests the signer has not finished, certificates issued."""
     signing = [CertificateRequest.Status.PENDING, CertificateRequest.Status.SIGNING]
     return {
-        "pending_count": Peer.objects.filter(decision=Peer.Decision.PENDING).count(),
+        "pending_count": pending_approvals_count(),
         "signing_count": CertificateRequest.objects.filter(status__in=signing).count(),
         "issued_count": Certificate.objects.count(),
     }

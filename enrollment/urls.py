@@ -1,6 +1,6 @@
 from django.urls import path
 
-from enrollment import views
+from enrollment import admin_views, views
 
 app_name = "enrollment"
 urlpatterns = [
@@ -11,10 +11,10 @@ urlpatterns = [
     path("<int:peer_id>/certificate.pem", views.certificate_pem, name="certificate"),
     path("<int:peer_id>/revoke/", views.revoke, name="revoke"),
     path("<int:peer_id>/renew/", views.renew, name="renew"),
-    path("approvals/", views.approval_queue, name="queue"),
-    path("approvals/bulk-approve/", views.bulk_approve, name="bulk-approve"),
-    path("approvals/<int:peer_id>/", views.approval_detail, name="approval"),
-    path("approvals/<int:peer_id>/approve/", views.approve, name="approve"),
-    path("approvals/<int:peer_id>/reject/", views.reject, name="reject"),
-    path("policy/", views.policy_edit, name="policy"),
+    path("approvals/", admin_views.approval_queue, name="queue"),
+    path("approvals/bulk-approve/", admin_views.bulk_approve, name="bulk-approve"),
+    path("approvals/<int:peer_id>/", admin_views.approval_detail, name="approval"),
+    path("approvals/<int:peer_id>/approve/", admin_views.approve, name="approve"),
+    path("approvals/<int:peer_id>/reject/", admin_views.reject, name="reject"),
+    path("policy/", admin_views.policy_edit, name="policy"),
 ]

@@ -6,6 +6,7 @@ Thin: load and authorize through selectors, validate with a form, call one servi
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -16,11 +17,11 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from core.roles import is_auditor, is_ca_admin
-from enrollment import selectors, services
-from enrollment.forms import ApproveForm, PeerRegisterForm, PolicyForm, RejectForm, RenewForm, RevokeForm
+from enrollment import resends, selectors, services
+from enrollment.forms import PeerRegisterForm, RenewForm, RevokeForm
 from enrollment.models import Peer
 
 PROGRESS_STEPS = [
@@ -59,7 +60,8 @@ def _require_admin(request: HttpRequest) -> User:
 @login_required
 def peer_list(request: HttpRequest) -> HttpResponse:
     """The signed-in user's own peers, newest first."""
-    return render(request, "enrollment/peer_list.html", {"peers": selectors.peers_owned_by(_user(request))})
+    context = {"peers": selectors.peers_owned_by(_user(request)), **selectors.expiry_marks()}
+    return render(request, "enrollment/peer_list.html", context)
 
 
 @never_cache
@@ -67,7 +69,13 @@ def peer_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def peer_register(request: HttpRequest) -> HttpResponse:
     user = _user(request)
-    form = PeerRegisterForm(request.POST or None, request.FILES or None, allow_server=is_ca_admin(user))
+    kind = request.GET.get("kind", "")  # the overview's "Register the VPN gateway" asks for kind server
+    form = PeerRegisterForm(
+        request.POST or None,
+        request.FILES or None,
+        allow_server=is_ca_admin(user),
+        initial={"kind": kind} if kind in Peer.Kind.values else None,
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -81,10 +89,15 @@ def peer_register(request: HttpRequest) -> HttpResponse:
                 actor=user,
             )
         except services.EnrollmentError as exc:
+            resent = _registration_resent(user, data) if exc.status == 409 else None
+            if resent is not None:
+                messages.info(request, _resent_message(resent))
+                return redirect("enrollment:detail", resent.pk)
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             if registration.key_passphrase:
-                # Shown once, in this response only; the web tier keeps no copy.
+                # Shown once, in this response only; the web tier keeps no copy (not in the session
+                # either). A reload sends the form again, which leads to the peer's page (above).
                 return render(
                     request,
                     "enrollment/passphrase_once.html",
@@ -93,6 +106,30 @@ def peer_register(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"{registration.peer.fqdn} is registered and waits for a CA admin.")
             return redirect("enrollment:detail", registration.peer.pk)
     return render(request, "enrollment/peer_register.html", {"form": form})
+
+
+def _registration_resent(user: User, data: dict[str, Any]) -> Peer | None:
+    """The user's own waiting peer when this refused registration is the one that made it (a reload)."""
+    return resends.registration_resent(
+        user,
+        fqdn=data["fqdn"],
+        kind=data["kind"],
+        networks=services.parse_networks(data["networks"]),  # it passed once: the service refused a duplicate
+        address=data["address"] or None,
+        csr_pem=data["csr"] or None,
+    )
+
+
+def _resent_message(peer: Peer, *, renewal: bool = False) -> str:
+    """What a page says when the browser sent a registration or renewal that was already recorded."""
+    what = "The renewal of {} is requested" if renewal else "{} is registered"
+    said = f"{what.format(peer.fqdn)} already: your browser sent the same form again (a reload, or Back)."
+    if peer.key_source == Peer.KeySource.PORTAL:
+        return (
+            f"{said} The passphrase of its key was shown once, on the page before, and cannot be shown again. "
+            "If you did not save it, ask a CA admin to reject this request, then register again."
+        )
+    return f"{said} This is its page."
 
 
 @require_GET
@@ -176,126 +213,6 @@ def certificate_pem(request: HttpRequest, peer_id: int) -> HttpResponse:
     return response
 
 
-# --- CA admins --------------------------------------------------------------------------------
-
-
-@require_GET
-@login_required
-def approval_queue(request: HttpRequest) -> HttpResponse:
-    _require_admin(request)
-    status = request.GET.get("status", "pending")
-    kind = request.GET.get("kind", "")
-    search = request.GET.get("q", "")
-    sort = request.GET.get("sort", "oldest")
-    policy = selectors.policy_get()
-    peers = list(selectors.approval_queue(status=status, kind=kind, search=search, sort=sort)[:500])
-    in_use = selectors.networks_in_use() if any(peer.networks for peer in peers) else []
-    rows = [(peer, selectors.issuance_preview(peer, policy, in_use=in_use).warnings) for peer in peers]
-    return render(
-        request,
-        "enrollment/approval_queue.html",
-        {"rows": rows, "status": status, "kind": kind, "q": search, "sort": sort, "sorts": selectors.QUEUE_SORTS},
-    )
-
-
-@require_GET
-@login_required
-def approval_detail(request: HttpRequest, peer_id: int) -> HttpResponse:
-    _require_admin(request)
-    peer = selectors.peer_for_user(_user(request), peer_id)
-    return _approval_page(request, peer, RejectForm())
-
-
-def _approval_page(request: HttpRequest, peer: Peer, form: RejectForm) -> HttpResponse:
-    preview = selectors.issuance_preview(peer, selectors.policy_get())
-    approve_form = ApproveForm(initial={"overlap_with": ",".join(str(i) for i in preview.overlap_peer_ids)})
-    return render(
-        request,
-        "enrollment/approval_detail.html",
-        {"peer": peer, "preview": preview, "form": form, "approve_form": approve_form},
-    )
-
-
-@require_POST
-@login_required
-def approve(request: HttpRequest, peer_id: int) -> HttpResponse:
-    admin = _require_admin(request)
-    peer = selectors.peer_for_user(admin, peer_id)
-    form = ApproveForm(request.POST)
-    accepted = form.cleaned_data["accepted"] if form.is_valid() else []
-    try:
-        services.peer_approve(peer_id=peer.pk, approver=admin, actor=admin, accept_overlap_with=accepted)
-    except services.EnrollmentError as exc:
-        messages.error(request, f"{peer.fqdn}: {exc}")
-        return redirect("enrollment:approval", peer.pk)
-    messages.success(request, f"Approved {peer.fqdn}; the signer is issuing the certificate.")
-    return redirect("enrollment:queue")
-
-
-@require_POST
-@login_required
-def reject(request: HttpRequest, peer_id: int) -> HttpResponse:
-    admin = _require_admin(request)
-    peer = selectors.peer_for_user(admin, peer_id)
-    form = RejectForm(request.POST)
-    if form.is_valid():
-        try:
-            services.peer_reject(peer_id=peer.pk, approver=admin, reason=form.cleaned_data["reason"], actor=admin)
-        except services.EnrollmentError as exc:
-            messages.error(request, f"{peer.fqdn}: {exc}")
-        else:
-            messages.success(request, f"Rejected {peer.fqdn}.")
-            return redirect("enrollment:queue")
-    return _approval_page(request, peer, form)
-
-
-@require_POST
-@login_required
-def bulk_approve(request: HttpRequest) -> HttpResponse:
-    admin = _require_admin(request)
-    ids = [int(v) for v in request.POST.getlist("peer") if v.isdigit()][:500]
-    approved, refused = [], []
-    for peer_id in ids:
-        try:
-            peer = services.peer_approve(peer_id=peer_id, approver=admin, actor=admin)
-            approved.append(peer.fqdn)
-        except Peer.DoesNotExist:
-            refused.append(f"#{peer_id}: no such peer")
-        except services.EnrollmentError as exc:
-            refused.append(f"#{peer_id}: {exc}")
-    if approved:
-        messages.success(request, f"Approved {len(approved)}: {', '.join(approved[:20])}")
-    for line in refused[:20]:
-        messages.error(request, line)
-    if not ids:
-        messages.error(request, "Select at least one request to approve.")
-    return redirect("enrollment:queue")
-
-
-@never_cache
-@login_required
-@require_http_methods(["GET", "POST"])
-def policy_edit(request: HttpRequest) -> HttpResponse:
-    admin = _require_admin(request)
-    policy = selectors.policy_get()
-    initial = {
-        "allowed_domains": "\n".join(policy.allowed_domains),
-        "default_validity_days": policy.default_validity_days,
-        "allow_self_approval": policy.allow_self_approval,
-        "auto_approve_renewals": policy.auto_approve_renewals,
-    }
-    form = PolicyForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.policy_update(actor=admin, **form.cleaned_data)
-        except services.EnrollmentError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-        else:
-            messages.success(request, "Site policy saved.")
-            return redirect("enrollment:policy")
-    return render(request, "enrollment/policy.html", {"form": form, "policy": policy})
-
-
 # --- revocation --------------------------------------------------------------------------------
 
 
@@ -351,6 +268,12 @@ def renew(request: HttpRequest, peer_id: int) -> HttpResponse:
         except services.EnrollmentError as exc:
             if exc.status == 404:
                 raise Http404(str(exc)) from None
+            resent = (
+                resends.renewal_resent(peer, csr_pem=form.cleaned_data["csr"] or None) if exc.status == 409 else None
+            )
+            if resent is not None:
+                messages.info(request, _resent_message(resent, renewal=True))
+                return redirect("enrollment:detail", resent.pk)
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             new = registration.peer

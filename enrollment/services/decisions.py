@@ -12,7 +12,8 @@ from authority.audit import audit_record
 from authority.models import CertificateRequest
 from authority.services import Actor, AuthorityError, actor_name, certificate_request_create
 from enrollment.models import Peer, PortalKey, SitePolicy
-from enrollment.selectors import network_overlaps, overlap_warning, policy_get, self_approval_allowed
+from enrollment.networks import network_overlaps
+from enrollment.selectors import overlap_warning, policy_get, self_approval_allowed
 from enrollment.services.errors import EnrollmentError
 from enrollment.services.notifications import notify_later
 from pki.errors import PkiError

@@ -15,7 +15,7 @@ from core.roles import is_ca_admin
 from core.tasks import send_by_name
 from enrollment import task_names
 from enrollment.models import Peer, PortalKey
-from enrollment.selectors import network_overlaps
+from enrollment.networks import network_overlaps
 from enrollment.services.errors import EnrollmentError
 from pki import networks as networks_rules
 from pki.csr import vet_csr

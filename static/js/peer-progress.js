@@ -30,8 +30,18 @@
     paint(data.progress);
   }
 
+  // Replace the card with this id by the fresh page's (or add it after `after`, or remove it).
+  function swapCard(fresh, id, after) {
+    var current = document.getElementById(id);
+    var next = fresh.getElementById(id);
+    if (current && next) { current.innerHTML = next.innerHTML; current.className = next.className; return; }
+    if (current) { current.remove(); return; }
+    if (next && after) { after.insertAdjacentElement("afterend", document.importNode(next, true)); }
+  }
+
   // Once the request is decided, bring the Details card (serial, expiry, who decided) up to
-  // date from the page itself, and drop the now stale "registered" notice.
+  // date from the page itself, add the Renew card an issued certificate gets, and drop the
+  // now stale "registered" notice.
   function refreshDetails() {
     var notices = document.querySelectorAll("main > .banner.success");
     for (var i = 0; i < notices.length; i++) { notices[i].remove(); }
@@ -39,9 +49,9 @@
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
         if (!html) { return; }
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("details");
-        var current = document.getElementById("details");
-        if (fresh && current) { current.innerHTML = fresh.innerHTML; }
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        swapCard(fresh, "details", null);
+        swapCard(fresh, "renew", document.getElementById("details"));
       })
       .catch(function () { /* the progress above is already right; details catch up on reload */ });
   }

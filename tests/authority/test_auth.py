@@ -330,6 +330,52 @@ def test_verifying_lets_the_admin_in_and_refuses_a_wrong_code(client: Client, ad
     assert AuditEvent.objects.filter(action="auth.otp_verified").count() == 1
 
 
+def test_a_code_the_throttle_refuses_is_not_called_invalid(client: Client, admin: Any) -> None:
+    """Before: "That code is not valid", although the throttle never looked at the (right) code."""
+    device = TOTPDevice.objects.create(user=admin, name="phone", confirmed=True)
+    _sign_in(client, "carol")
+    wrong = f"{(int(_code(device)) + 1) % 1_000_000:06d}"
+    assert "That code is not valid" in client.post("/otp/verify/", {"token": wrong}).content.decode()
+
+    refused = client.post("/otp/verify/", {"token": _code(device)})  # at once: the throttle's second
+
+    page = refused.content.decode()
+    assert refused.status_code == 200
+    assert "Too many wrong codes in a row, so this one was not checked. Wait 1 second" in page
+    assert "not valid" not in page
+    assert DEVICE_ID_SESSION_KEY not in client.session
+    assert AuditEvent.objects.filter(action="auth.otp_failed", data__throttled=True).count() == 1
+
+
+def test_the_throttle_says_how_long_to_wait(client: Client, admin: Any) -> None:
+    device = TOTPDevice.objects.create(
+        user=admin,
+        name="phone",
+        confirmed=True,
+        throttling_failure_count=4,
+        throttling_failure_timestamp=timezone.now(),
+    )
+    _sign_in(client, "carol")
+
+    page = client.post("/otp/verify/", {"token": _code(device)}).content.decode()
+
+    assert re.search(r"Wait [5-8] seconds", page)  # 1, 2, 4, 8: the fifth try waits 8 s from the fourth failure
+
+
+def test_setting_up_says_when_the_throttle_refuses(client: Client, admin: Any) -> None:
+    _sign_in(client, "carol")
+    client.get("/otp/setup/")
+    TOTPDevice.objects.filter(user=admin).update(
+        throttling_failure_count=1, throttling_failure_timestamp=timezone.now()
+    )
+    device = TOTPDevice.objects.get(user=admin)
+
+    page = client.post("/otp/setup/", {"token": _code(device)}).content.decode()
+
+    assert "Too many wrong codes in a row" in page
+    assert "not valid" not in page
+
+
 def test_verifying_refuses_a_code_used_before(client: Client, admin: Any) -> None:
     device = TOTPDevice.objects.create(user=admin, name="phone", confirmed=True)
     code = _code(device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -74,10 +75,44 @@ def test_ca_page_tells_an_admin_how_to_make_the_ca(client: Client, admin: Any) -
 
 
 @pytest.mark.parametrize("persona", ["owner", "auditor"])
-def test_ca_page_is_403_for_other_roles(client: Client, ca: CertificateAuthority, persona: str, request: Any) -> None:
+def test_ca_page_shows_its_public_part_to_everyone_signed_in(
+    client: Client, ca: CertificateAuthority, persona: str, request: Any
+) -> None:
+    """Before: 403, although the README tells roaming users to compare the CA fingerprint with this page."""
     login(client, request.getfixturevalue(persona))
 
-    assert client.get("/ca/").status_code == 403
+    page = _page(client, "/ca/")
+
+    assert "CN=Fixture RSA CA" in page
+    fingerprint = ":".join(ca.fingerprint_sha256[i : i + 2] for i in range(0, 64, 2)).upper()
+    assert f'<code class="wrap" id="fingerprint">{fingerprint}</code>' in page
+    assert ca.not_after.strftime("%Y-%m-%d %H:%M") in page
+    for link in ('href="/ca.pem"', 'href="/crl.pem"', 'href="/crl.der"'):
+        assert link in page
+    # How the key is kept and the CRL's health stay with CA admins.
+    assert 'id="ca-origin"' not in page
+    assert "Key storage" not in page
+    assert 'id="crl"' not in page
+    assert "init_ca" not in page
+
+
+def test_ca_page_shows_the_admin_parts_to_admins(client: Client, ca: CertificateAuthority, admin: Any) -> None:
+    login(client, admin)
+
+    page = _page(client, "/ca/")
+
+    assert 'id="ca-origin"' in page
+    assert "Key storage" in page
+    assert 'id="crl"' in page
+
+
+def test_ca_page_tells_others_that_there_is_no_ca_yet(client: Client, owner: Any) -> None:
+    login(client, owner)
+
+    page = _page(client, "/ca/")
+
+    assert "An administrator has not set up the CA yet" in page
+    assert "init_ca" not in page
 
 
 def test_ca_page_sends_anonymous_users_to_login(client: Client, ca: CertificateAuthority) -> None:
@@ -113,15 +148,15 @@ def test_overview_shows_the_ca_link_to_admins(client: Client, ca: CertificateAut
 
 
 @pytest.mark.parametrize("persona", ["owner", "auditor"])
-def test_overview_hides_the_ca_link_from_other_roles(
+def test_overview_shows_other_roles_the_ca_link_but_not_the_admin_work(
     client: Client, ca: CertificateAuthority, persona: str, request: Any
 ) -> None:
     login(client, request.getfixturevalue(persona))
 
     page = _page(client, "/")
 
-    assert "Certificate authority" not in page
-    assert 'href="/ca/"' not in page
+    assert '<a href="/ca/"' in page  # the CA page's public part is everyone's (item 8 of issue 10)
+    assert 'href="/peers/approvals/"' not in page
     assert "waiting for approval" not in page
     assert "My peers" in page
 
@@ -240,6 +275,50 @@ def test_peers_lists_only_the_users_own_peers(client: Client, owner: Any, other_
         assert "alice-laptop.example.com" in page
         assert "mallory-laptop.example.com" not in page
     assert "pending" in _page(client, "/peers/")
+
+
+def test_peers_show_when_each_certificate_expires(client: Client, ca: Any, owner: Any, admin: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from authority.models import Certificate
+    from tests.bundles.conftest import issue
+
+    issued, _ = issue(owner, admin, "laptop.example.com")
+    soon, _ = issue(owner, admin, "tablet.example.com")
+    gone, _ = issue(owner, admin, "old.example.com")
+    _peer_for(owner, "waiting.example.com")
+    Certificate.objects.filter(request__peer=soon).update(not_after=timezone.now() + timedelta(days=5))
+    Certificate.objects.filter(request__peer=gone).update(not_after=timezone.now() - timedelta(days=1))
+    login(client, owner)
+
+    for url in ("/peers/", "/"):
+        page = _page(client, url)
+        assert "<th>Expires</th>" in page
+        rows = {fqdn: row for fqdn, row in re.findall(r"<code>([a-z.]+)</code></a></td>(.*?)</tr>", page, re.S)}
+        not_after = Certificate.objects.get(request__peer=issued).not_after
+        assert not_after.strftime("%Y-%m-%d") in rows["laptop.example.com"]
+        assert "renew soon" not in rows["laptop.example.com"]
+        assert "renew soon" in rows["tablet.example.com"]
+        assert "expired" in rows["old.example.com"]
+        assert "not issued" in rows["waiting.example.com"]
+
+
+def test_the_overview_reads_the_certificates_with_the_peers(
+    client: Client, ca: Any, owner: Any, admin: Any, django_assert_max_num_queries: Any
+) -> None:
+    from tests.bundles.conftest import issue
+
+    login(client, owner)
+    issue(owner, admin, "one.example.com")
+    _page(client, "/")
+    with django_assert_max_num_queries(30) as few:
+        _page(client, "/")
+    for n in range(5):
+        issue(owner, admin, f"host{n}.example.com")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        _page(client, "/")  # no query per peer for its expiry
 
 
 def test_peers_shows_an_empty_list(client: Client, other_user: Any, owner: Any) -> None:

@@ -128,7 +128,7 @@ def test_the_form_says_what_is_missing(laptop: Peer, owner: Any) -> None:
     wrong = client.post(f"/peers/{laptop.pk}/renew/", {"key_source": "csr", "csr": "not a csr"})
 
     assert empty.status_code == wrong.status_code == 200
-    assert "paste or upload your certificate request" in html.unescape(empty.content.decode())
+    assert "Paste or upload your certificate request" in html.unescape(empty.content.decode())
     assert 'class="field-error"' in wrong.content.decode()
     assert not Peer.objects.filter(renews=laptop).exists()
 
@@ -138,13 +138,31 @@ def test_a_second_renewal_is_refused_on_the_page(laptop: Peer, owner: Any) -> No
     client = _client(owner)
 
     page = _page(client, f"/peers/{laptop.pk}/renew/")
-    response = client.post(f"/peers/{laptop.pk}/renew/", {"key_source": "csr", "csr": ANY_CSR})
+    # Another renewal (a portal-made key this time): the same form sent again is a reload, below.
+    response = client.post(f"/peers/{laptop.pk}/renew/", {"key_source": "portal"})
 
     assert 'id="renew-blocker"' in page
     assert 'id="renew-form"' not in page
     assert response.status_code == 200
     assert "already being renewed" in html.unescape(response.content.decode())
     assert Peer.objects.filter(renews=laptop).count() == 1
+
+
+def test_a_reload_of_the_renewal_passphrase_page_leads_to_the_renewal(laptop: Peer, owner: Any) -> None:
+    client = _client(owner)
+    first = client.post(f"/peers/{laptop.pk}/renew/", {"key_source": "portal"})
+    renewal = Peer.objects.get(renews=laptop)
+    passphrase = PortalKey.objects.get(peer=renewal).handoff_passphrase
+    assert passphrase in first.content.decode()
+
+    again = client.post(f"/peers/{laptop.pk}/renew/", {"key_source": "portal"})
+
+    assert again.status_code == 302
+    assert again["Location"] == f"/peers/{renewal.pk}/"
+    assert Peer.objects.filter(renews=laptop).count() == 1
+    page = _page(client, again["Location"])
+    assert f"The renewal of {FQDN} is requested already: your browser sent the same form again" in page
+    assert passphrase not in page
 
 
 @pytest.mark.parametrize(("persona", "status"), [("other_user", 404), ("admin", 404), ("auditor", 403)])

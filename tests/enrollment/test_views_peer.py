@@ -267,3 +267,17 @@ def test_certificate_is_hidden_from_other_users_once_issued(
 
     assert response.status_code == 404
     assert b"CERTIFICATE" not in response.content
+
+
+def test_the_live_status_is_announced_to_screen_readers(client: Client, owner: Any) -> None:
+    """The status, the next step and the reason change without a reload: a polite live region says so."""
+    peer = _peer(owner)
+    login(client, owner)
+
+    page = client.get(f"/peers/{peer.pk}/").content.decode()
+
+    region = page[page.index('<div id="live-status"') : page.index("</div>", page.index('<div id="live-status"'))]
+    assert 'role="status"' in region
+    assert 'aria-live="polite"' in region
+    for part in ('id="status-badge"', 'id="next-step"', 'id="failure"'):
+        assert part in region

@@ -72,8 +72,9 @@ def test_it_offers_a_roaming_user_only_the_client_kind(client: Client, owner: An
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert '<option value="client"' in page
-    assert '<option value="server"' not in page
+    # Only one kind to choose from is no choice: the kind is a hidden "client", never a one-item menu.
+    assert '<input type="hidden" name="kind" value="client" id="id_kind">' in page
+    assert "<option" not in page
     assert 'enctype="multipart/form-data"' in page
     assert "csrfmiddlewaretoken" in page
 
@@ -143,7 +144,7 @@ def test_it_refuses_an_oversized_csr_file(client: Client, owner: Any) -> None:
 def test_it_asks_for_a_csr_when_none_is_given(client: Client, owner: Any) -> None:
     login(client, owner)
 
-    _refused(client, "csr", "paste or upload your certificate request", csr="")
+    _refused(client, "csr", "Paste or upload your certificate request, or choose 'Make the key for me'.", csr="")
 
 
 # --- with a key made by the portal ---------------------------------------------------------------------
@@ -276,7 +277,7 @@ def test_it_refuses_a_bad_network(client: Client, owner: Any, networks: str, mes
         ("asks-ca-true.csr", "CA:TRUE"),
         ("bad-signature.csr", "does not verify"),
         ("other-cn.csr", "is for 'other.example.com', not for 'client.example.com'"),
-        ("client-rsa2048.key", "this is a private key, not a certificate request"),
+        ("client-rsa2048.key", "This is a private key, not a certificate request."),
     ],
 )
 def test_it_refuses_a_bad_csr(client: Client, owner: Any, csr: str, message: str) -> None:
@@ -295,7 +296,7 @@ def test_it_never_sends_a_pasted_private_key_back(client: Client, owner: Any) ->
 
     assert response.status_code == 200
     body = response.content.decode()
-    assert "this is a private key" in body
+    assert "This is a private key" in body
     assert "PRIVATE KEY-----" not in body
     assert key.splitlines()[1] not in body
 
@@ -312,7 +313,12 @@ def test_it_refuses_a_server_kind_from_a_roaming_user(client: Client, owner: Any
 
     message = "Select a valid choice. server is not one of the available choices."
 
-    _refused(client, "kind", message, kind="server", address="192.0.2.10")
+    response = client.post(URL, _form(kind="server", address="192.0.2.10"))
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["kind"] == [message]
+    assert f"Kind: {message}" in _page(response)  # in the summary: the field itself is hidden
+    assert not Peer.objects.exists()
 
 
 def test_it_registers_a_gateway_for_a_ca_admin(client: Client, admin: Any) -> None:
@@ -366,3 +372,200 @@ def test_it_accepts_only_get_and_post(client: Client, owner: Any) -> None:
 
     assert client.put(URL, _form()).status_code == 405
     assert not Peer.objects.exists()
+
+
+# --- the same form sent again (a reload of the answer, or Back) ------------------------------------
+
+
+def test_a_reload_of_the_passphrase_page_leads_to_the_peer_not_to_a_refusal(
+    client: Client, owner: Any, signer: None
+) -> None:
+    login(client, owner)
+    first = client.post(URL, _form(csr="", key_source="portal", networks="10.1.0.0/24"))
+    assert first.templates[0].name == "enrollment/passphrase_once.html"
+    passphrase = re.search(r'<code id="passphrase">([^<]+)</code>', first.content.decode()).group(1)  # type: ignore[union-attr]
+    peer = Peer.objects.get()
+    events = AuditEvent.objects.count()
+
+    again = client.post(URL, _form(csr="", key_source="portal", networks="10.1.0.0/24"))
+
+    assert again.status_code == 302
+    assert again["Location"] == f"/peers/{peer.pk}/"
+    assert list(Peer.objects.all()) == [peer]
+    assert AuditEvent.objects.count() == events
+    page = _page(client.get(again["Location"]))
+    assert "your browser sent the same form again" in page
+    assert "shown once" in page
+    assert "already registered" not in page.replace("registered already", "")
+    assert passphrase not in page
+    assert _db_text_holding(passphrase) == ["enrollment.PortalKey.handoff_passphrase"]  # nothing kept for the reload
+
+
+def test_the_passphrase_page_offers_a_copy_button_and_the_peer(client: Client, owner: Any) -> None:
+    login(client, owner)
+
+    response = client.post(URL, _form(csr="", key_source="portal"))
+
+    body = response.content.decode()
+    peer = Peer.objects.get()
+    assert 'data-copy-target="passphrase"' in body
+    assert "js/copy-text.js" in body
+    assert f'href="/peers/{peer.pk}/"' in body
+
+
+def test_a_resent_csr_registration_leads_to_the_peer(client: Client, owner: Any) -> None:
+    login(client, owner)
+    assert client.post(URL, _form()).status_code == 302
+    peer = Peer.objects.get()
+
+    again = client.post(URL, _form())
+
+    assert again.status_code == 302
+    assert again["Location"] == f"/peers/{peer.pk}/"
+    assert Peer.objects.count() == 1
+    assert "This is its page." in _page(client.get(again["Location"]))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"networks": "10.9.0.0/24"}, {"key_source": "portal", "csr": ""}, {"address": "192.0.2.7"}],
+    ids=["other-networks", "other-key", "other-address"],
+)
+def test_a_different_registration_of_the_same_fqdn_is_still_refused(
+    client: Client, owner: Any, change: dict[str, str]
+) -> None:
+    login(client, owner)
+    assert client.post(URL, _form()).status_code == 302
+
+    response = client.post(URL, _form(**change))
+
+    assert response.status_code == 200
+    assert f"{FQDN} is already registered" in _page(response)
+    assert Peer.objects.count() == 1
+
+
+def test_another_users_resent_form_is_refused(client: Client, owner: Any, other_user: Any) -> None:
+    login(client, owner)
+    assert client.post(URL, _form()).status_code == 302
+    login(client, other_user)
+
+    response = client.post(URL, _form())
+
+    assert response.status_code == 200
+    assert f"{FQDN} is already registered" in _page(response)
+
+
+# --- the page for each role: what is shown, the error summary, the wording ----------------------------
+
+
+def test_a_roaming_user_gets_the_client_gateway_fields_folded_away(client: Client, owner: Any) -> None:
+    login(client, owner)
+
+    page = _page(client.get(URL))
+
+    folded = re.search(r'<details class="client-gateway" id="client-gateway">(.*?)</details>', page, re.S)
+    assert folded is not None  # closed: a laptop needs neither
+    assert 'id="id_networks"' in folded.group(1)
+    assert 'id="id_address"' in folded.group(1)
+    assert "Only for a host with a fixed public IP address" in folded.group(1)
+    assert "Required for the VPN gateway" not in page
+
+
+def test_the_client_gateway_fields_unfold_when_used(client: Client, owner: Any) -> None:
+    login(client, owner)
+
+    response = client.post(URL, _form(networks="10.10.0.1/24"))
+
+    assert '<details class="client-gateway" id="client-gateway" open>' in response.content.decode()
+
+
+def test_a_ca_admin_gets_every_field_unfolded(client: Client, admin: Any) -> None:
+    login(client, admin)
+
+    page = _page(client.get(URL))
+
+    assert 'id="client-gateway"' not in page
+    assert '<select name="kind"' in page
+    assert "Required for the VPN gateway (kind server)" in page
+
+
+def test_errors_are_summed_up_at_the_top_with_links_to_their_fields(client: Client, owner: Any) -> None:
+    login(client, owner)
+
+    response = client.post(URL, _form(fqdn="", csr=""))
+
+    page = _page(response)
+    summary = re.search(
+        r'<div class="banner danger error-summary" role="alert" id="error-summary">(.*?)</div>', page, re.S
+    )
+    assert summary is not None
+    assert page.index('id="error-summary"') < page.index('id="field-fqdn"')
+    assert "The peer was not registered." in summary.group(1)
+    listed = summary.group(1)
+    assert '<a href="#id_fqdn">FQDN of the peer</a>: This field is required.' in listed
+    assert '<a href="#id_csr">Certificate request (PEM)</a>: Paste or upload your certificate request' in listed
+
+
+def test_a_page_without_errors_has_no_summary(client: Client, owner: Any) -> None:
+    login(client, owner)
+
+    assert 'id="error-summary"' not in client.get(URL).content.decode()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"fqdn": ""},
+        {"fqdn": "Laptop.example.com", "csr": ANY_CSR},
+        {"networks": "10.10.0.1/24"},
+        {"address": "not-an-address"},
+        {"csr": ""},
+        {"csr": "not a csr"},
+        {"csr": fixture_bytes("weak-rsa1024.csr").decode()},
+        {"csr": fixture_bytes("client-rsa2048.key").decode()},
+        {"key_source": "neither"},
+    ],
+    ids=["required", "fqdn", "network", "address", "no-csr", "not-a-csr", "weak-csr", "private-key", "choice"],
+)
+def test_every_message_is_a_sentence(client: Client, owner: Any, overrides: dict[str, str]) -> None:
+    """Before: "This field is required." beside "paste or upload your certificate request" and
+    "the FQDN must be lower case (IPsec peers compare IDs byte for byte)"."""
+    login(client, owner)
+
+    response = client.post(URL, _form(**overrides))
+
+    messages = [m for errors in response.context["form"].errors.values() for m in errors]
+    assert messages
+    for message in messages:
+        assert message[0].isupper() or message[0] in "'\"", message
+        assert message.endswith("."), message
+
+
+def test_a_duplicate_keeps_the_fqdn_as_written(client: Client, owner: Any, other_user: Any) -> None:
+    login(client, owner)
+    client.post(URL, _form())
+    login(client, other_user)
+
+    response = client.post(URL, _form())
+
+    assert response.context["form"].errors["fqdn"] == [f"{FQDN} is already registered."]
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (
+            "the RSA key has 1024 bits; at least 2048 are required",
+            "The RSA key has 1024 bits; at least 2048 are required.",
+        ),
+        ("laptop.example.com is already registered", "laptop.example.com is already registered."),
+        ("'x' is not an IP address", "'x' is not an IP address."),
+        ("This field is required.", "This field is required."),
+        ("at most 64 networks are accepted", "At most 64 networks are accepted."),
+        ("  ", ""),
+    ],
+)
+def test_sentence(message: str, shown: str) -> None:
+    from enrollment.forms import sentence
+
+    assert sentence(message) == shown

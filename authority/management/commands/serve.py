@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from authority.services import active_ca
+from core.listen import site_url_for, site_url_mismatch
 from core.metrics import clear_multiprocess_dir
 from core.serve_status import ServeWorkerStatus, describe_exit, now, status_path, write_status
 
@@ -43,6 +45,9 @@ RESTART_DELAY_MAX = 60.0
 # A worker that ran this long before it died starts the back-off over from RESTART_DELAY_FIRST.
 WORKER_STABLE_AFTER = 60.0
 STOP_TIMEOUT = 20.0
+# The hints of the first start, the same as the overview's "no CA" card and the README's.
+MANAGE = ".venv/bin/python manage.py"
+INIT_CA_EXAMPLE = 'init_ca --common-name "Example VPN CA" --organization Example --country NL'
 
 
 class WorkerSupervisor:
@@ -53,9 +58,10 @@ class WorkerSupervisor:
     the supervisor kills what is left of the group before it starts the next worker.
     """
 
-    def __init__(self, command: list[str], status_file: Path) -> None:
+    def __init__(self, command: list[str], status_file: Path, env: dict[str, str] | None = None) -> None:
         self.command = command
         self.status_file = status_file
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
         self.started_monotonic = 0.0
         self.restart_due: float | None = None
@@ -76,7 +82,7 @@ class WorkerSupervisor:
         )
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, process_group=0)
+        self.process = subprocess.Popen(self.command, process_group=0, env=self.env)
         self.started_monotonic = time.monotonic()
         self.restart_due = None
         started = now()
@@ -196,11 +202,12 @@ class Command(BaseCommand):
             # loses nothing by waiting a little, because the signer and the sweepers then take
             # bigger batches (bench/enrollment.py: 10-15 % more enrollments/s, p95 halved).
             worker = ["nice", "-n", str(options["worker_nice"]), *worker]
+        env = self._children_env(options["host"], options["port"])
         # The web tier gets no passphrase path: it must never sign (docs/architecture.md "Shape").
-        web_env = {k: v for k, v in os.environ.items() if k != "CA_KEY_PASSPHRASE_FILE"}
+        web_env = {k: v for k, v in env.items() if k != "CA_KEY_PASSPHRASE_FILE"}
         clear_multiprocess_dir()  # fresh metric files: the previous run's processes are gone
         gunicorn = subprocess.Popen(web, env=web_env)
-        supervisor = WorkerSupervisor(worker, status_path())
+        supervisor = WorkerSupervisor(worker, status_path(), env=env)
         supervisor.start()
         stopping = False
 
@@ -232,14 +239,33 @@ class Command(BaseCommand):
             raise SystemExit(1)
         self.stdout.write("stopped gunicorn and the worker")
 
+    def _children_env(self, host: str, port: str) -> dict[str, str]:
+        """The environment of gunicorn and the worker: SITE_URL follows --host/--port unless it is set.
+
+        SITE_URL goes into every certificate (the CRL distribution point) and every bundle, so it
+        must be where the portal is reached. Set explicitly and elsewhere, a line says so (it is
+        right behind a reverse proxy, and a mistake otherwise).
+        """
+        env = dict(os.environ)
+        if env.get("SITE_URL"):
+            mismatch = site_url_mismatch(env["SITE_URL"].rstrip("/"), host, port)
+            if mismatch:
+                self.stdout.write(self.style.WARNING(f"Warning: {mismatch}"))
+        else:
+            env["SITE_URL"] = site_url_for(host, port)
+        return env
+
     def _print_next_steps(self, host: str, port: str) -> None:
         steps = []
+        # The commands must reach the same database: with the same var dir, if this one was chosen.
+        var_dir = os.environ.get("CA_PORTAL_VAR_DIR", "")
+        prefix = f"CA_PORTAL_VAR_DIR={shlex.quote(var_dir)} " if var_dir else ""
         if not get_user_model().objects.filter(is_superuser=True).exists():
-            steps.append(".venv/bin/python manage.py createsuperuser")
+            steps.append(f"{prefix}{MANAGE} createsuperuser")
         if active_ca() is None:
-            steps.append('.venv/bin/python manage.py init_ca --common-name "Example VPN CA" --organization Example')
+            steps.append(f"{prefix}{MANAGE} {INIT_CA_EXAMPLE}")
         if steps:
-            self.stdout.write(self.style.WARNING("First start: in another terminal, run"))
+            self.stdout.write(self.style.WARNING("First start: in another terminal, in this directory, run"))
             for step in steps:
                 self.stdout.write(f"    {step}")
-            self.stdout.write(f"then sign in at http://{host}:{port}/login/")
+            self.stdout.write(f"then sign in at {site_url_for(host, port)}/login/")
