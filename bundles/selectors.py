@@ -7,7 +7,6 @@ defaults, which is what a first save starts from.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import hashlib
 from dataclasses import dataclass
@@ -22,8 +21,12 @@ from django.utils import timezone
 from authority.models import CertificateAuthority, CertificateRequest, Crl
 from authority.revocation import current_crl
 from authority.services import active_ca
+from bundles.archive import BundleFile
+from bundles.changes import BundleNews, bundle_news
 from bundles.errors import BundleError
 from bundles.models import Bundle, BundleDownload, DownloadLink, SiteProfile, SyncToken
+from bundles.preview import CrlChange, CrlFacts, DiffLine, crl_change, crl_facts, diff_lines, is_crl
+from bundles.renderers.bundle import finish
 from core.roles import is_ca_admin
 from enrollment.models import Peer, PortalKey
 from enrollment.selectors import peer_for_user, peers_visible_to
@@ -149,6 +152,11 @@ def stale_peer_ids(*, limit: int = 10_000) -> list[int]:
     return ids
 
 
+def stale_count() -> int:
+    """How many bundles wait to be made (the pages say so, and poll it)."""
+    return len(stale_peer_ids())
+
+
 def bundle_render_blocker(peer: Peer) -> str:
     """Why a peer has no bundle yet, in words for its page."""
     if peer.status != "issued":
@@ -198,10 +206,13 @@ def link_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
-def link_state(token: str, user: User) -> DownloadLink:
-    """The link for a token, for its own user only (404 otherwise); 410 when used or expired."""
+def link_state(token: str) -> DownloadLink:
+    """The open link for a token, whoever asks (the token is the credential): 404 for an unknown token
+    or one whose maker's account is closed; 410 when used or expired."""
     link = (
-        DownloadLink.objects.filter(token_hash=link_token_hash(token), user_id=user.pk).select_related("peer").first()
+        DownloadLink.objects.filter(token_hash=link_token_hash(token), user__is_active=True)
+        .select_related("peer", "user")
+        .first()
     )
     if link is None:
         raise BundleError("no such link", status=404)
@@ -212,6 +223,11 @@ def link_state(token: str, user: User) -> DownloadLink:
     return link
 
 
+def portal_key_waiting(peer: Peer) -> bool:
+    """Whether the portal-made key of ``peer`` still waits for its single delivery."""
+    return PortalKey.objects.filter(peer=peer, destroyed_at__isnull=True).exclude(encrypted_pem="").exists()
+
+
 # --- the bundle page -------------------------------------------------------------------------
 
 
@@ -220,37 +236,52 @@ class FilePreview:
     path: str
     mode: str
     text: str
-    diff: str  # unified diff against the previous version; "" when unchanged or no previous version
+    diff: tuple[DiffLine, ...]  # the unified diff against the previous version; () when unchanged or new
     status: str  # "new", "changed", "unchanged"
+    crl: CrlFacts | None = None  # a CRL's number, dates and size
+    crl_change: CrlChange | None = None  # for a changed CRL, what changed in it (shown instead of the diff)
 
 
 def bundle_versions(peer: Peer, limit: int = 2) -> list[Bundle]:
     return list(Bundle.objects.filter(peer=peer).order_by("-version")[:limit])
 
 
+def _entries(bundle: Bundle) -> list[tuple[str, int, str]]:
+    """(path, mode, text) of every file of a download without a key: the stored files and SHA256SUMS."""
+    files = [BundleFile(path=e["path"], content=e["text"].encode("utf-8"), mode=e["mode"]) for e in bundle.files]
+    return [(f.path, f.mode, f.content.decode("utf-8")) for f in finish(files)]
+
+
 def previews(bundle: Bundle, previous: Bundle | None) -> list[FilePreview]:
-    before = {e["path"]: e["text"] for e in previous.files} if previous is not None else {}
+    before = {path: text for path, _, text in _entries(previous)} if previous is not None else {}
     out = []
-    for entry in bundle.files:
-        path, text = entry["path"], entry["text"]
-        if previous is None:
-            status, diff = "new", ""
-        elif path not in before:
-            status, diff = "new", ""
+    for path, mode, text in _entries(bundle):
+        diff: tuple[DiffLine, ...] = ()
+        change = None
+        if previous is None or path not in before:
+            status = "new"
         elif before[path] == text:
-            status, diff = "unchanged", ""
+            status = "unchanged"
         else:
             status = "changed"
-            diff = "".join(
-                difflib.unified_diff(
-                    before[path].splitlines(keepends=True),
-                    text.splitlines(keepends=True),
-                    fromfile=f"v{previous.version}/{path}",
-                    tofile=f"v{bundle.version}/{path}",
+            if is_crl(path):
+                change = crl_change(before[path], text)
+            if change is None:
+                diff = diff_lines(
+                    before[path], text, fromfile=f"v{previous.version}/{path}", tofile=f"v{bundle.version}/{path}"
                 )
-            )
         shown = text if len(text) <= PREVIEW_LIMIT else text[:PREVIEW_LIMIT] + "\n[... cut; download for the rest]\n"
-        out.append(FilePreview(path=path, mode=f"{entry['mode']:04o}", text=shown, diff=diff, status=status))
+        out.append(
+            FilePreview(
+                path=path,
+                mode=f"{mode:04o}",
+                text=shown,
+                diff=diff,
+                status=status,
+                crl=crl_facts(text) if is_crl(path) else None,
+                crl_change=change,
+            )
+        )
     return out
 
 
@@ -274,6 +305,8 @@ class BundlePage:
     portal_key: PortalKey | None
     downloads: QuerySet[BundleDownload]  # the ten latest, read when the page shows them
     waiting: str  # why there is no bundle yet ("" when there is one)
+    news: BundleNews | None  # newer than the user's last download, and why (for those who take it)
+    key_waiting: bool  # the portal-made key waits for its single delivery
 
 
 def bundle_page(user: User, peer_id: int) -> BundlePage:
@@ -283,6 +316,7 @@ def bundle_page(user: User, peer_id: int) -> BundlePage:
     bundle = versions[0] if versions else None
     previous = versions[1] if len(versions) > 1 else None
     downloads = BundleDownload.objects.filter(bundle__peer=peer).select_related("user", "bundle").order_by("-at")
+    portal_key = PortalKey.objects.filter(peer=peer).first()
     return BundlePage(
         peer=peer,
         bundle=bundle,
@@ -290,9 +324,11 @@ def bundle_page(user: User, peer_id: int) -> BundlePage:
         files=previews(bundle, previous) if bundle is not None else [],
         removed=removed_paths(bundle, previous) if bundle is not None else [],
         may_download=may_download(user, peer),
-        portal_key=PortalKey.objects.filter(peer=peer).first(),
+        portal_key=portal_key,
         downloads=downloads[:10],
         waiting=bundle_render_blocker(peer) if bundle is None else "",
+        news=bundle_news(user, [peer]).get(peer.pk) if bundle is not None and previous is not None else None,
+        key_waiting=portal_key is not None and portal_key.destroyed_at is None and bool(portal_key.encrypted_pem),
     )
 
 
@@ -376,6 +412,6 @@ def gateway_overview() -> GatewayOverview:
         gateway=gateway,
         state=gateway_state(profile, gateway),
         servers=Peer.objects.filter(kind=Peer.Kind.SERVER).order_by("fqdn"),
-        stale=len(stale_peer_ids()),
+        stale=stale_count(),
         issued_clients=issued_client_fqdns(),
     )
