@@ -138,11 +138,12 @@ def bundle_download(
 def wal_checkpoint() -> None:
     """After a key's destruction has committed: on SQLite, move the WAL into the database and empty it.
 
-    Until a checkpoint, the WAL still holds the pages that carried the encrypted key, and with
-    ``secure_delete`` (settings) the checkpoint overwrites them with the zeroed ones; TRUNCATE also
-    cuts the WAL file to nothing, so no old frame survives in it (T38). PostgreSQL keeps the old tuple
-    until VACUUM, which is its operator's business. A busy database only delays the truncation: the
-    key is gone from the row either way, so a failure here is logged, never raised.
+    Until a checkpoint, the WAL still holds the frames of the pages that carried the encrypted key
+    (the database file's pages are overwritten by the checkpoint); TRUNCATE also cuts the WAL file to
+    nothing, so no old frame survives in it (T38; tests/browser/test_bundles.py scans both files).
+    PostgreSQL keeps the old tuple until VACUUM, which is its operator's business. A checkpoint
+    blocked by a reader only delays this: the key is gone from the row either way, so a failure is
+    logged, never raised.
     """
     if connection.vendor != "sqlite":
         return

@@ -18,6 +18,7 @@ from django.utils import timezone
 from authority.models import AuditEvent
 from bundles import services
 from bundles.models import BundleDownload, DownloadLink
+from bundles.services import downloads
 from enrollment.models import Peer, PortalKey
 from tests.bundles.conftest import issue, render
 
@@ -270,3 +271,21 @@ def test_twenty_concurrent_redemptions_give_one_download(client_peer: Peer, owne
     assert len(losses) == 19
     assert {e.status for e in losses} == {410}
     assert BundleDownload.objects.count() == 1
+
+
+def test_the_sqlite_wal_is_emptied_after_a_key_leaves(
+    gateway: Peer, owner: Any, admin: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The WAL keeps the frames that carried the encrypted key until a checkpoint (T38): the download
+    that destroys it asks for one after commit. The browser test scans the real files."""
+    laptop, _ = issue(owner, admin, "laptop.example.com", portal_key=True)
+    render(laptop)
+
+    with django_capture_on_commit_callbacks() as plain:
+        services.bundle_download(peer_id=laptop.pk, user=owner, address=None, via="api", release_key=False)
+    with django_capture_on_commit_callbacks() as keyed:
+        services.bundle_download(peer_id=laptop.pk, user=owner, address=None, via="page")
+
+    assert downloads.wal_checkpoint not in plain
+    assert downloads.wal_checkpoint in keyed
+    downloads.wal_checkpoint()  # harmless on the in-memory test database (and on PostgreSQL: nothing)
