@@ -456,7 +456,7 @@ def test_owners_see_what_changed_since_their_download(
     # A first CRL, so that the next one is a change of it (a fresh CA publishes at its first revocation).
     portal.shell("from core.tasks import send_by_name; send_by_name('authority.crl_publish', 'manual')")
     open_bundle(alice, client)
-    wait_until(alice, "#files code.path:text-is('isakmpd/crls/ca.crl')", timeout=60)
+    wait_until(alice, f"#files td code:text-is('{CLIENT}/isakmpd/crls/ca.crl')", timeout=60)
     download(alice, CLIENT)
     alice.goto("/peers/")
     expect(alice.locator("#bundle-news")).to_have_count(0)
