@@ -97,9 +97,12 @@ class BundleDownload(models.Model):
 
 
 class DownloadLink(models.Model):
-    """A one-time, expiring link to a peer's bundle, bound to the user who made it (T24).
+    """A one-time, expiring link to a peer's bundle, made by a user who may take it (T24).
 
-    Only the SHA-256 of the 256-bit token is stored; redemption is one conditional UPDATE.
+    The token is the credential: whoever holds it redeems the link once, without signing in (a
+    headless peer with curl), and the download is recorded as its maker's, from the redeeming
+    address. Only the SHA-256 of the 256-bit token is stored; redemption is one conditional UPDATE.
+    A portal-made key goes with the link only when its maker said so (``with_key``).
     """
 
     peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="download_links")
@@ -108,6 +111,9 @@ class DownloadLink(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
+    with_key = models.BooleanField(
+        default=False, help_text="its maker chose to send the portal-made key (not delivered yet) with it"
+    )
 
     def __str__(self) -> str:
         return f"link for {self.peer_id} ({'used' if self.used_at else 'open'})"

@@ -7,27 +7,23 @@ defaults, which is what a first save starts from.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import hashlib
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
 
-from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from authority.models import CertificateAuthority, CertificateRequest, Crl
 from authority.revocation import current_crl
 from authority.services import active_ca
 from bundles.errors import BundleError
-from bundles.models import Bundle, BundleDownload, DownloadLink, RenderFailure, SiteProfile, SyncToken
+from bundles.models import Bundle, DownloadLink, RenderFailure, SiteProfile
 from bundles.renderers.spec import SpecRejected, validate_client_entry
 from core.roles import is_ca_admin
 from enrollment.models import Peer, PortalKey
-from enrollment.selectors import peer_for_user, peers_visible_to
+from enrollment.selectors import peers_visible_to
 
 PREVIEW_LIMIT = 64 * 1024
 
@@ -178,6 +174,13 @@ def render_failure_of(peer: Peer) -> RenderFailure | None:
     return RenderFailure.objects.filter(peer=peer).first()
 
 
+def stale_count() -> int:
+    """How many bundles wait to be made (the pages say so, and poll it); peers whose render failed
+    are counted apart, with their reasons."""
+    failing = set(RenderFailure.objects.values_list("peer_id", flat=True))
+    return len([peer_id for peer_id in stale_peer_ids() if peer_id not in failing])
+
+
 def bundle_render_blocker(peer: Peer) -> str:
     """Why a peer has no bundle yet, in words for its page."""
     if peer.status != "issued":
@@ -230,10 +233,13 @@ def link_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
-def link_state(token: str, user: User) -> DownloadLink:
-    """The link for a token, for its own user only (404 otherwise); 410 when used or expired."""
+def link_state(token: str) -> DownloadLink:
+    """The open link for a token, whoever asks (the token is the credential): 404 for an unknown token
+    or one whose maker's account is closed; 410 when used or expired."""
     link = (
-        DownloadLink.objects.filter(token_hash=link_token_hash(token), user_id=user.pk).select_related("peer").first()
+        DownloadLink.objects.filter(token_hash=link_token_hash(token), user__is_active=True)
+        .select_related("peer", "user")
+        .first()
     )
     if link is None:
         raise BundleError("no such link", status=404)
@@ -244,247 +250,6 @@ def link_state(token: str, user: User) -> DownloadLink:
     return link
 
 
-# --- the bundle page -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FilePreview:
-    path: str
-    mode: str
-    text: str
-    diff: str  # unified diff against the previous version; "" when unchanged or no previous version
-    status: str  # "new", "changed", "unchanged"
-
-
-def bundle_versions(peer: Peer, limit: int = 2) -> list[Bundle]:
-    return list(Bundle.objects.filter(peer=peer).order_by("-version")[:limit])
-
-
-def previews(bundle: Bundle, previous: Bundle | None) -> list[FilePreview]:
-    before = {e["path"]: e["text"] for e in previous.files} if previous is not None else {}
-    out = []
-    for entry in bundle.files:
-        path, text = entry["path"], entry["text"]
-        if previous is None:
-            status, diff = "new", ""
-        elif path not in before:
-            status, diff = "new", ""
-        elif before[path] == text:
-            status, diff = "unchanged", ""
-        else:
-            status = "changed"
-            diff = "".join(
-                difflib.unified_diff(
-                    before[path].splitlines(keepends=True),
-                    text.splitlines(keepends=True),
-                    fromfile=f"v{previous.version}/{path}",
-                    tofile=f"v{bundle.version}/{path}",
-                )
-            )
-        shown = text if len(text) <= PREVIEW_LIMIT else text[:PREVIEW_LIMIT] + "\n[... cut; download for the rest]\n"
-        out.append(FilePreview(path=path, mode=f"{entry['mode']:04o}", text=shown, diff=diff, status=status))
-    return out
-
-
-def removed_paths(bundle: Bundle, previous: Bundle | None) -> list[str]:
-    if previous is None:
-        return []
-    now = {e["path"] for e in bundle.files}
-    return sorted(e["path"] for e in previous.files if e["path"] not in now)
-
-
-@dataclass(frozen=True)
-class BundlePage:
-    """Every file of the latest version, what changed since the previous one, the key and the downloads."""
-
-    peer: Peer
-    bundle: Bundle | None
-    previous: Bundle | None
-    files: list[FilePreview]
-    removed: list[str]
-    may_download: bool
-    portal_key: PortalKey | None
-    downloads: QuerySet[BundleDownload]  # the ten latest, read when the page shows them
-    waiting: str  # why there is no bundle yet ("" when there is one)
-    failure: RenderFailure | None = None  # the newest render failed (with a bundle: the one shown is older)
-
-
-def bundle_page(user: User, peer_id: int) -> BundlePage:
-    """The bundle page of a peer the user sees (everyone who sees it reads its files); 404 otherwise."""
-    peer = peer_for_user(user, peer_id)
-    versions = bundle_versions(peer)
-    bundle = versions[0] if versions else None
-    previous = versions[1] if len(versions) > 1 else None
-    downloads = BundleDownload.objects.filter(bundle__peer=peer).select_related("user", "bundle").order_by("-at")
-    return BundlePage(
-        peer=peer,
-        bundle=bundle,
-        previous=previous,
-        files=previews(bundle, previous) if bundle is not None else [],
-        removed=removed_paths(bundle, previous) if bundle is not None else [],
-        may_download=may_download(user, peer),
-        portal_key=PortalKey.objects.filter(peer=peer).first(),
-        downloads=downloads[:10],
-        waiting=bundle_render_blocker(peer) if bundle is None else "",
-        failure=render_failure_of(peer),
-    )
-
-
-# --- the gateway -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GatewayState:
-    latest: Bundle | None
-    downloaded_version: int | None  # highest version an admin has downloaded
-
-    @property
-    def needs_update(self) -> bool:
-        return self.latest is not None and (self.downloaded_version or 0) < self.latest.version
-
-
-def gateway_state(profile: SiteProfile, gateway: Peer | None) -> GatewayState:
-    if gateway is None:
-        return GatewayState(None, None)
-    latest = Bundle.objects.filter(peer=gateway).order_by("-version").first()
-    downloaded = BundleDownload.objects.filter(bundle__peer=gateway).aggregate(v=Max("bundle__version"))["v"]
-    return GatewayState(latest, downloaded)
-
-
-def gateway_needs_update(profile: SiteProfile) -> bool:
-    """``gateway_state(...).needs_update`` for the banner on every CA admin's page, in one query when the
-    gateway is found at once: its newest version, the newest one an admin downloaded and, when the
-    gateway syncs itself (bin/ca-portal-sync), what its live sync token last saw come with it. A
-    gateway that syncs and has been heard from lately fetches new files itself: no banner for it."""
-    latest = Bundle.objects.filter(peer=OuterRef("pk")).order_by("-version").values("version")[:1]
-    downloaded = (
-        BundleDownload.objects.filter(bundle__peer=OuterRef("pk"))
-        .order_by("-bundle__version")
-        .values("bundle__version")[:1]
-    )
-    token = SyncToken.objects.filter(
-        peer__fqdn=OuterRef("fqdn"), peer__kind=Peer.Kind.SERVER, revoked_at__isnull=True
-    ).order_by("-pk")
-    servers = (
-        issued_peers()
-        .filter(kind=Peer.Kind.SERVER)
-        .only("pk", "fqdn")
-        .annotate(
-            latest_version=Subquery(latest),
-            downloaded_version=Subquery(downloaded),
-            sync_token=Subquery(token.values("pk")[:1]),
-            sync_running=Subquery(token.values("running_version")[:1]),
-            sync_seen=Subquery(token.values("last_seen_at")[:1]),
-        )
-    )
-    gateway: Any = _gateway_among(servers, profile)
-    if gateway is None or gateway.latest_version is None:
-        return False
-    if (gateway.downloaded_version or 0) >= gateway.latest_version:
-        return False
-    if gateway.sync_token is None:
-        return True
-    if gateway.sync_running == gateway.latest_version:
-        return False
-    silent_after = 3 * timedelta(minutes=settings.GATEWAY_SYNC_MINUTES)
-    return gateway.sync_seen is None or timezone.now() - gateway.sync_seen > silent_after
-
-
-@dataclass(frozen=True)
-class GatewayOverview:
-    """The gateway page: the site profile, the gateway and whether its files are current."""
-
-    profile: SiteProfile
-    gateway: Peer | None
-    state: GatewayState
-    servers: QuerySet[Peer]  # every server peer, read only when the page names them (no gateway yet)
-    stale: int  # bundles waiting to be made (failing ones not counted: they are in ``failures``)
-    issued_clients: list[str]
-    failures: list[RenderFailure] = field(default_factory=list)  # issued peers whose files could not be made
-    left_out: tuple[RefusedClient, ...] = ()  # issued clients the gateway's files leave out
-    gateway_failure: RenderFailure | None = None  # the gateway's own files could not be made
-    # The gateway's files were made and name every issued client: only then are they "current".
-    files_complete: bool = True
-    unrecorded: tuple[RefusedClient, ...] = ()  # left out, and not in ``failures`` yet (the next render marks them)
-
-
-FAILURES_SHOWN = 100
-
-
-def render_failures(limit: int = FAILURES_SHOWN) -> list[RenderFailure]:
-    """The issued peers whose newest files could not be made, with why (the gateway page lists them)."""
-    failing = RenderFailure.objects.filter(peer__in=issued_peers()).select_related("peer")
-    return list(failing.order_by("-left_out", "peer__fqdn", "peer_id")[:limit])
-
-
-def gateway_overview() -> GatewayOverview:
-    profile = profile_get()
-    gateway = gateway_peer(profile)
-    clients = issued_clients()
-    failures = render_failures()
-    failing = set(RenderFailure.objects.values_list("peer_id", flat=True)) if failures else set()
-    gateway_failure = render_failure_of(gateway) if gateway is not None and gateway.pk in failing else None
-    return GatewayOverview(
-        profile=profile,
-        gateway=gateway,
-        state=gateway_state(profile, gateway),
-        servers=Peer.objects.filter(kind=Peer.Kind.SERVER).order_by("fqdn"),
-        stale=len([peer_id for peer_id in stale_peer_ids() if peer_id not in failing]),
-        issued_clients=list(clients.fqdns),
-        failures=failures,
-        left_out=clients.refused,
-        gateway_failure=gateway_failure,
-        files_complete=gateway_failure is None and not clients.refused,
-        unrecorded=tuple(client for client in clients.refused if client.peer_id not in failing),
-    )
-
-
-# --- the overview's first-run checklist -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SetupStep:
-    """One step from an empty site to the first client bundle: done, or where to do it."""
-
-    key: str  # ca, gateway, profile, client
-    title: str
-    done: bool
-    note: str  # what is there, or what is missing
-    peer: Peer | None = None  # the gateway or client that is on its way (pending, signing), if any
-
-
-def setup_steps() -> list[SetupStep]:
-    """The CA admins' first-run checklist: CA, then the gateway, the site profile and a first client.
-
-    A handful of small reads, for CA admins on the overview only (not in the context processor).
-    """
-    ca = active_ca()
-    profile = profile_get()
-    gateway = gateway_peer(profile)
-    live = Peer.objects.filter(retired_at__isnull=True).exclude(decision=Peer.Decision.REJECTED)
-    server_on_way = None if gateway is not None else live.filter(kind=Peer.Kind.SERVER).order_by("pk").first()
-    client = issued_peers().filter(kind=Peer.Kind.CLIENT).order_by("pk").first()
-    client_on_way = None if client is not None else live.filter(kind=Peer.Kind.CLIENT).order_by("pk").first()
-    saved = profile.updated_by_id is not None or profile.generation > 1
-    return [
-        SetupStep("ca", "Certificate authority", ca is not None, ca.common_name if ca is not None else "no CA yet"),
-        SetupStep(
-            "gateway",
-            "VPN gateway",
-            gateway is not None,
-            gateway.fqdn
-            if gateway is not None
-            else (f"{server_on_way.fqdn}: {server_on_way.progress}" if server_on_way else "not registered"),
-            server_on_way,
-        ),
-        SetupStep("profile", "Site profile", saved, "saved" if saved else "the defaults: interfaces, suite, services"),
-        SetupStep(
-            "client",
-            "First client",
-            client is not None,
-            client.fqdn
-            if client is not None
-            else (f"{client_on_way.fqdn}: {client_on_way.progress}" if client_on_way else "none yet"),
-            client_on_way,
-        ),
-    ]
+def portal_key_waiting(peer: Peer) -> bool:
+    """Whether the portal-made key of ``peer`` still waits for its single delivery."""
+    return PortalKey.objects.filter(peer=peer, destroyed_at__isnull=True).exclude(encrypted_pem="").exists()

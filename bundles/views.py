@@ -1,7 +1,8 @@
 """Bundle pages: preview and diff, download, one-time links, the gateway page, the site profile.
 
 Downloads are POST (with CSRF): the first download of a portal-made key destroys the server's copy,
-and a state change must never hang on a GET that another site can trigger.
+and a state change must never hang on a GET that another site can trigger. A one-time link is
+redeemed by POST too, but without a session or a CSRF token: its token is the credential.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ from dataclasses import fields
 from functools import wraps
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeAlias
 
+import segno
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from bundles import selectors, services, sync
+from bundles import gateway_selectors, pages, selectors, services, sync
 from bundles.archive import content_disposition
 from bundles.forms import SiteProfileForm, services_to_text
 from bundles.models import BundleDownload
@@ -99,7 +103,7 @@ def _link_pages(view: View[P]) -> View[P]:
 @login_required
 def bundle_page(request: HttpRequest, peer_id: int) -> HttpResponse:
     """Every file of the latest version, what changed since the previous one, and the download."""
-    page = selectors.bundle_page(_user(request), peer_id)  # 404 for peers the user does not see
+    page = pages.bundle_page(_user(request), peer_id)  # 404 for peers the user does not see
     return render(request, "bundles/bundle.html", _context(page))
 
 
@@ -123,25 +127,48 @@ def bundle_download(request: HttpRequest, peer_id: int) -> HttpResponse:
 @login_required
 @_refusal_pages
 def link_create(request: HttpRequest, peer_id: int) -> HttpResponse:
-    token, link = services.link_create(peer_id=peer_id, user=_user(request), refusal=services.Refusal.HIDE_UNSEEN)
-    url = request.build_absolute_uri(f"/bundles/link/{token}/")
-    response = render(request, "bundles/link_created.html", {"peer": link.peer, "url": url, "link": link})
+    token, link = services.link_create(
+        peer_id=peer_id,
+        user=_user(request),
+        with_key=request.POST.get("with_key") == "on",  # a checkbox, shown only while the key waits
+        refusal=services.Refusal.HIDE_UNSEEN,
+    )
+    url = request.build_absolute_uri(reverse("bundles:link", args=[token]))
+    context = {
+        "peer": link.peer,
+        "url": url,
+        "link": link,
+        # Inline SVG (no script, no data: URL): the policy allows it, and the token never leaves the page.
+        "qr_svg": segno.make(url, error="m").svg_inline(scale=4, title="QR code of the one-time link"),
+    }
+    response = render(request, "bundles/link_created.html", context)
     response["Referrer-Policy"] = LINK_PAGE_REFERRER_POLICY
     return response
 
 
 @never_cache
-@login_required
+@csrf_exempt
 @require_http_methods(["GET", "POST"])
 @_link_pages
 @_refusal_pages
 def link_redeem(request: HttpRequest, token: str) -> HttpResponse:
-    """GET shows what the link gives (no state change); POST redeems it once."""
-    user = _user(request)
+    """GET shows what the link gives and changes nothing (link previews, prefetchers and scanners
+    fetch GETs); POST redeems it once and answers the zip: ``curl -fOJ -X POST <url>``.
+
+    No session is needed: the 256-bit token is the credential, so a headless peer fetches its bundle
+    with curl. That is also why the POST needs no CSRF token: a forged cross-site POST must already
+    know the token, and whoever knows it may redeem it directly; no cookie of the visitor's is used.
+    """
     if request.method == "GET":
-        link = selectors.link_state(token, user)
-        return render(request, "bundles/link_redeem.html", {"link": link, "peer": link.peer})
-    return zip_response(services.link_redeem(token=token, user=user, address=_address(request)))
+        link = selectors.link_state(token)
+        context = {
+            "link": link,
+            "peer": link.peer,
+            "url": request.build_absolute_uri(),
+            "key_waiting": link.with_key and selectors.portal_key_waiting(link.peer),
+        }
+        return render(request, "bundles/link_redeem.html", context)
+    return zip_response(services.link_redeem(token=token, address=_address(request)))
 
 
 @require_GET
@@ -149,10 +176,21 @@ def link_redeem(request: HttpRequest, token: str) -> HttpResponse:
 def gateway_page(request: HttpRequest) -> HttpResponse:
     if not is_ca_admin(request.user):
         raise PermissionDenied("only CA admins see the gateway")
-    overview = selectors.gateway_overview()
+    overview = gateway_selectors.gateway_overview()
     return render(
         request, "bundles/gateway.html", {**_context(overview), "sync": sync.gateway_sync_state(overview.gateway)}
     )
+
+
+@never_cache
+@require_GET
+@login_required
+def render_status(request: HttpRequest) -> JsonResponse:
+    """What the gateway and site-profile pages poll (static/js/stale-count.js): the bundles waiting to
+    be made, so the number goes down while the render workers catch up after a profile change."""
+    if not is_ca_admin(request.user):
+        raise PermissionDenied("only CA admins see the render queue")
+    return JsonResponse({"stale": selectors.stale_count()})
 
 
 @never_cache
@@ -185,4 +223,4 @@ def profile_edit(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, "Site profile saved. Every bundle is being rendered again.")
             return redirect("bundles:gateway")
-    return render(request, "bundles/profile.html", {"form": form, "profile": profile})
+    return render(request, "bundles/profile.html", {"form": form, "profile": profile, "stale": selectors.stale_count()})

@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from authority.audit_watch import latest_check_failed
 from authority.revocation import crl_health
 from authority.services import active_ca
-from bundles import selectors
+from bundles import gateway_selectors, selectors
 from core.roles import is_auditor, is_ca_admin
 from enrollment.selectors import pending_approvals_count
 
@@ -42,7 +42,7 @@ def _bundle_flags(admin: bool) -> dict[str, Any]:
     flags: dict[str, Any] = {"legacy_suite_warning": profile.legacy_allowed and profile.suite.startswith("legacy")}
     if admin:
         flags["pending_approvals"] = pending_approvals_count()
-        flags["gateway_needs_update"] = selectors.gateway_needs_update(profile)
+        flags["gateway_needs_update"] = gateway_selectors.gateway_needs_update(profile)
         flags["crl_warning"] = crl_health().warning
         flags["audit_broken"] = latest_check_failed()
     return flags

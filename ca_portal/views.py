@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from audit.dashboard import certificate_counts, latest_audit_check
-from bundles.selectors import setup_steps
+from bundles.gateway_selectors import setup_steps
 from core.roles import is_auditor, is_ca_admin
 from enrollment import selectors
 

@@ -78,10 +78,9 @@ GET_MATRIX: dict[str, dict[str, int]] = {
     },
     "bundles:download": dict.fromkeys(PERSONAS, 405),
     "bundles:link-create": dict.fromkeys(PERSONAS, 405),
-    # A one-time link's path parameter is its token: an unknown token is 404 for every session.
-    "bundles:link": {
-        "owner": 404, "other_user": 404, "admin": 404, "second_admin": 404, "auditor": 404, "anonymous": LOGIN,
-    },
+    # A one-time link's path parameter is its token, the credential itself (no session needed): an
+    # unknown token is 404 for everyone, signed in or not.
+    "bundles:link": dict.fromkeys(PERSONAS, 404),
     # Revocation: the confirmation page for the owner and CA admins; auditors watch, never act (403).
     "enrollment:revoke": {
         "owner": 200, "other_user": 404, "admin": 200, "second_admin": 200, "auditor": 403, "anonymous": LOGIN,

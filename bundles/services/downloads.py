@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from authority.audit import audit_record
@@ -27,6 +28,8 @@ from core.tasks import send_by_name
 from enrollment.models import Peer, PortalKey
 
 LINK_TTL = timedelta(minutes=10)
+
+logger = logging.getLogger(__name__)
 
 
 class Refusal(enum.Enum):
@@ -81,6 +84,7 @@ def bundle_download(
     via: str,
     release_key: bool = True,
     refusal: Refusal = Refusal.FORBIDDEN,
+    link_id: int | None = None,
 ) -> Download:
     """Build the zip for ``user``; the first download of a portal-made key takes the key with it.
 
@@ -120,10 +124,12 @@ def bundle_download(
             address=address or "",
             via=via,
             with_key=key_pem is not None,
+            **({"link": link_id} if link_id is not None else {}),
         )
         if key_pem is not None:
             audit_record("peer.key_destroyed", actor=user.get_username(), target=f"peer:{peer.pk}", reason="delivered")
             transaction.on_commit(lambda: _render_soon(peer_id))
+            transaction.on_commit(wal_checkpoint)
     return Download(f"{peer.fqdn}.zip", data, digest, bundle, key_pem is not None, delivered_before)
 
 
@@ -133,15 +139,49 @@ def _not_made(peer: Peer, waiting: str) -> BundleError:
     return BundleError(failure.message if failure is not None else waiting, status=409, peer=peer)
 
 
+def wal_checkpoint() -> None:
+    """After a key's destruction has committed: on SQLite, move the WAL into the database and empty it.
+
+    Until a checkpoint, the WAL still holds the frames of the pages that carried the encrypted key
+    (the database file's pages are overwritten by the checkpoint); TRUNCATE also cuts the WAL file to
+    nothing, so no old frame survives in it (T38; tests/browser/test_bundles.py scans both files).
+    PostgreSQL keeps the old tuple until VACUUM, which is its operator's business. A checkpoint
+    blocked by a reader only delays this: the key is gone from the row either way, so a failure is
+    logged, never raised.
+    """
+    if connection.vendor != "sqlite":
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy, _, _ = cursor.fetchone()
+    except DatabaseError:
+        logger.exception("the WAL checkpoint after a key's destruction failed")
+        return
+    if busy:
+        logger.warning("the WAL checkpoint after a key's destruction was blocked; the next one clears it")
+
+
 def _render_soon(peer_id: int) -> None:
     """After the key's delivery: the README and SHA256SUMS no longer list it."""
     send_by_name(task_names.BUNDLE_RENDER, peer_id)
 
 
 def link_create(
-    *, peer_id: int, user: User, now: datetime | None = None, refusal: Refusal = Refusal.FORBIDDEN
+    *,
+    peer_id: int,
+    user: User,
+    with_key: bool = False,
+    now: datetime | None = None,
+    refusal: Refusal = Refusal.FORBIDDEN,
 ) -> tuple[str, DownloadLink]:
-    """A one-time link for ``user`` to their peer's bundle; the token is returned once, stored hashed."""
+    """A one-time link to the peer's bundle, made by a user who may take it; the token is returned once,
+    stored hashed.
+
+    Whoever holds the token redeems the link once, without signing in: the token is the credential.
+    So the portal-made key (while it waits for its single delivery) goes with the link only when the
+    maker asks for it (``with_key``); otherwise the key stays for the maker's own download.
+    """
     peer = _peer(peer_id, lock=False)
     _authorize(user, peer, refusal)
     if selectors.latest_bundle(peer) is None:
@@ -149,8 +189,13 @@ def link_create(
     token = secrets.token_urlsafe(32)  # 256 bits
     created = now or timezone.now()
     with transaction.atomic():
+        with_key = with_key and selectors.portal_key_waiting(peer)
         link = DownloadLink.objects.create(
-            peer=peer, user=user, token_hash=selectors.link_token_hash(token), expires_at=created + LINK_TTL
+            peer=peer,
+            user=user,
+            token_hash=selectors.link_token_hash(token),
+            expires_at=created + LINK_TTL,
+            with_key=with_key,
         )
         audit_record(
             "bundle.link_created",
@@ -158,17 +203,30 @@ def link_create(
             target=f"peer:{peer.pk}",
             link=link.pk,
             expires_at=link.expires_at.isoformat(),
+            with_key=with_key,
         )
     return token, link
 
 
-def link_redeem(*, token: str, user: User, address: str | None) -> Download:
-    """Redeem a one-time link: one conditional UPDATE decides the single winner (T24)."""
-    link = selectors.link_state(token, user)
+def link_redeem(*, token: str, address: str | None) -> Download:
+    """Redeem a one-time link, signed in or not: one conditional UPDATE decides the single winner (T24).
+
+    The download is its maker's (authorised again now: a maker who may no longer take the bundle
+    makes links that give nothing) and is audited with the redeeming ``address`` and the link's id.
+    The portal-made key goes with it only if the maker chose so when making the link.
+    """
+    link = selectors.link_state(token)
     with transaction.atomic():
-        won = DownloadLink.objects.filter(
-            pk=link.pk, used_at__isnull=True, expires_at__gt=timezone.now(), user_id=user.pk
-        ).update(used_at=timezone.now())
+        now = timezone.now()
+        won = DownloadLink.objects.filter(pk=link.pk, used_at__isnull=True, expires_at__gt=now).update(used_at=now)
         if won != 1:
             raise BundleError("this link has already been used", status=410)
-        return bundle_download(peer_id=link.peer_id, user=user, address=address, via=BundleDownload.Via.LINK)
+        return bundle_download(
+            peer_id=link.peer_id,
+            user=link.user,
+            address=address,
+            via=BundleDownload.Via.LINK,
+            release_key=link.with_key,
+            refusal=Refusal.NOT_FOUND,  # nothing about the peer for whoever holds a dead link
+            link_id=link.pk,
+        )

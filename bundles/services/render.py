@@ -24,11 +24,11 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from authority.audit import audit_record_many
-from bundles.archive import build_zip
-from bundles.models import RENDER_REASON_MAX, Bundle, BundleDownload, RenderClaim, RenderFailure
+from bundles.archive import BundleFile, build_zip
+from bundles.models import RENDER_REASON_MAX, Bundle, BundleDownload, RenderClaim, RenderFailure, SiteProfile
 from bundles.renderers import engine
 from bundles.renderers.bundle import finish, render_files
-from bundles.renderers.spec import Site, SpecRejected
+from bundles.renderers.spec import PeerSpec, Site, SpecRejected
 from bundles.selectors import IssuedClients, RenderContext, issued_clients, render_context
 from bundles.services.inputs import peer_inputs, peer_spec, site_spec, template_environment
 from enrollment.models import Peer, PortalKey
@@ -65,6 +65,26 @@ def bundles_render_batch(*, peer_ids: list[int]) -> int:
 
 def _render_one(peer_id: int, context: RenderContext) -> RenderOutcome:
     return _render_many([peer_id], context)[peer_id]
+
+
+def _attempt(
+    environment: Any, site: Site | None, site_problem: str, peer: Peer, profile: SiteProfile, *, key_from_portal: bool
+) -> tuple[PeerSpec, list[BundleFile]] | str:
+    """One peer's spec and files, or the user-safe reason they could not be made. A refused value, a
+    failing template or a bug in a renderer fails this peer only; the batch goes on (review F1)."""
+    try:
+        if site is None:
+            raise _SiteRejected(site_problem)
+        spec = peer_spec(peer, profile, key_from_portal=key_from_portal)
+        return spec, render_files(environment, site, spec)
+    except (SpecRejected, engine.RenderError, _SiteRejected) as exc:
+        log.error("bundle for peer %s not rendered: %s", peer.pk, exc)
+        return _reason(exc)
+    except DatabaseError:
+        raise
+    except Exception:  # a bug in a renderer or an override: this peer fails, the others render
+        log.exception("bundle for peer %s not rendered", peer.pk)
+        return INTERNAL_ERROR
 
 
 def _render_many(peer_ids: list[int], context: RenderContext) -> dict[int, RenderOutcome]:
@@ -115,23 +135,13 @@ def _render_many(peer_ids: list[int], context: RenderContext) -> dict[int, Rende
             failures.known(peer)
             digest = clients.digest if peer.pk == gateway.pk else ""
             inputs = peer_inputs(peer.fqdn, peer.networks, peer.address, digest)
-            try:
-                if site is None:
-                    raise _SiteRejected(site_problem)
-                spec = peer_spec(peer, profile, key_from_portal=peer.pk in keyed)
-                files = render_files(environment, site, spec)
-            except (SpecRejected, engine.RenderError, _SiteRejected) as exc:
-                log.error("bundle for peer %s not rendered: %s", peer.pk, exc)
-                outcomes[peer.pk] = RenderOutcome(None, False, f"could not render: {exc}")
-                failures.failed(peer.pk, _reason(exc), inputs=inputs)
+            attempt = _attempt(environment, site, site_problem, peer, profile, key_from_portal=peer.pk in keyed)
+            if isinstance(attempt, str):
+                outcomes[peer.pk] = RenderOutcome(None, False, f"could not render: {attempt}")
+                failures.failed(peer.pk, attempt, inputs=inputs)
                 continue
-            except DatabaseError:
-                raise
-            except Exception:  # a bug in a renderer or an override: this peer fails, the others render
-                log.exception("bundle for peer %s not rendered", peer.pk)
-                outcomes[peer.pk] = RenderOutcome(None, False, f"could not render: {INTERNAL_ERROR}")
-                failures.failed(peer.pk, INTERNAL_ERROR, inputs=inputs)
-                continue
+            spec, files = attempt
+            assert site is not None  # without a site, _attempt fails every peer
             failures.succeeded(peer.pk)
             stored = [{"path": f.path, "mode": f.mode, "text": f.content.decode("utf-8")} for f in files]
             certificate = peer.certificate_request.certificate  # type: ignore[union-attr]
@@ -162,27 +172,33 @@ def _render_many(peer_ids: list[int], context: RenderContext) -> dict[int, Rende
             outcomes[peer.pk] = RenderOutcome(bundle, True)
         if gateway.pk in peer_ids:
             failures.left_out(clients)
-        if checked:
-            Bundle.objects.bulk_update(
-                checked, ["site_generation", "certificate", "peers_digest", "lists_key", "crl_number", "checked_at"]
-            )
-        events = [
-            (
-                "bundle.rendered",
-                "render",
-                f"peer:{bundle.peer_id}",
-                {"version": bundle.version, "sha256": bundle.sha256, "changed": changed},
-            )
-            for bundle, changed in made
-        ]
-        events += failures.write()  # nothing unless a peer fails, or recovers
-        if made:
-            Bundle.objects.bulk_create([bundle for bundle, _ in made])
-        if events:
-            audit_record_many(events)
-        if made:
-            _versions_prune({bundle.peer_id: bundle.version for bundle, _ in made})
+        _store(checked, made, failures)
     return outcomes
+
+
+def _store(checked: list[Bundle], made: list[tuple[Bundle, list[str]]], failures: _Failures) -> None:
+    """The batch's writes, one statement per kind of row: unchanged bundles re-stamped, new versions,
+    their audit events (and the failures' and recoveries'), then the pruning of old versions."""
+    if checked:
+        Bundle.objects.bulk_update(
+            checked, ["site_generation", "certificate", "peers_digest", "lists_key", "crl_number", "checked_at"]
+        )
+    events = [
+        (
+            "bundle.rendered",
+            "render",
+            f"peer:{bundle.peer_id}",
+            {"version": bundle.version, "sha256": bundle.sha256, "changed": changed},
+        )
+        for bundle, changed in made
+    ]
+    events += failures.write()  # nothing unless a peer fails, or recovers
+    if made:
+        Bundle.objects.bulk_create([bundle for bundle, _ in made])
+    if events:
+        audit_record_many(events)
+    if made:
+        _versions_prune({bundle.peer_id: bundle.version for bundle, _ in made})
 
 
 INTERNAL_ERROR = "an internal error in the renderer (the render worker's log has the details)"

@@ -16,7 +16,7 @@ from django.db import connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
-from bundles import selectors, services
+from bundles import gateway_selectors, selectors, services
 from bundles.models import SiteProfile
 from ca_portal.context import portal
 from core.roles import is_ca_admin
@@ -88,8 +88,8 @@ def test_reading_the_site_profile_never_writes(ca: Any, owner: Any) -> None:
 def test_the_banner_agrees_with_the_gateway_page(client_peer: Peer, gateway: Peer, admin: Any) -> None:
     def both() -> tuple[bool, bool]:
         profile = selectors.profile_get()
-        state = selectors.gateway_state(profile, selectors.gateway_peer(profile))
-        return selectors.gateway_needs_update(profile), state.needs_update
+        state = gateway_selectors.gateway_state(profile, selectors.gateway_peer(profile))
+        return gateway_selectors.gateway_needs_update(profile), state.needs_update
 
     assert both() == (False, False)  # no version yet
     render(gateway)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from authority.models import AuditEvent
 from bundles import services
 from bundles.models import BundleDownload, DownloadLink
+from bundles.services import downloads
 from enrollment.models import Peer, PortalKey
 from tests.bundles.conftest import issue, render
 
@@ -133,14 +134,14 @@ def test_a_link_is_stored_only_as_a_hash_and_works_once(client_peer: Peer, owner
     render(client_peer)
     token, link = services.link_create(peer_id=client_peer.pk, user=owner)
 
-    download = services.link_redeem(token=token, user=owner, address="192.0.2.1")
+    download = services.link_redeem(token=token, address="192.0.2.1")
 
     assert len(token) >= 43  # 32 random bytes, base64url
     assert link.token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert not DownloadLink.objects.filter(token_hash__contains=token).exists()
     assert download.data.startswith(b"PK")
     with pytest.raises(services.BundleError) as again:
-        services.link_redeem(token=token, user=owner, address=None)
+        services.link_redeem(token=token, address=None)
     assert again.value.status == 410
     assert BundleDownload.objects.get().via == "link"
     assert link.expires_at - link.created_at <= timedelta(minutes=10)
@@ -151,21 +152,80 @@ def test_an_expired_link_is_gone(client_peer: Peer, owner: Any) -> None:
     token, _ = services.link_create(peer_id=client_peer.pk, user=owner, now=timezone.now() - timedelta(minutes=11))
 
     with pytest.raises(services.BundleError, match="expired") as refused:
-        services.link_redeem(token=token, user=owner, address=None)
+        services.link_redeem(token=token, address=None)
 
     assert refused.value.status == 410
     assert not BundleDownload.objects.exists()
 
 
-def test_another_users_session_cannot_use_a_link(client_peer: Peer, owner: Any, other_user: Any) -> None:
+def test_the_token_alone_redeems_a_link_as_its_makers_download(client_peer: Peer, owner: Any) -> None:
+    """A headless peer has no session: the token is the credential, and the download is the maker's,
+    audited with the address it came from and the link it used (T24)."""
+    render(client_peer)
+    token, link = services.link_create(peer_id=client_peer.pk, user=owner)
+
+    download = services.link_redeem(token=token, address="203.0.113.9")
+
+    assert download.data.startswith(b"PK")
+    row = BundleDownload.objects.get()
+    assert (row.user, row.address, row.via) == (owner, "203.0.113.9", "link")
+    event = AuditEvent.objects.get(action="bundle.downloaded")
+    assert event.actor == owner.get_username()
+    assert (event.data["address"], event.data["via"], event.data["link"]) == ("203.0.113.9", "link", link.pk)
+    assert DownloadLink.objects.get().used_at is not None
+
+
+def test_a_link_whose_maker_may_no_longer_take_the_bundle_gives_nothing(
+    client_peer: Peer, owner: Any, other_user: Any
+) -> None:
     render(client_peer)
     token, _ = services.link_create(peer_id=client_peer.pk, user=owner)
+    second, _ = services.link_create(peer_id=client_peer.pk, user=owner)
+    Peer.objects.filter(pk=client_peer.pk).update(owner=other_user)  # the peer changed hands
 
     with pytest.raises(services.BundleError) as refused:
-        services.link_redeem(token=token, user=other_user, address=None)
+        services.link_redeem(token=token, address=None)
+    owner.is_active = False
+    owner.save()
+    with pytest.raises(services.BundleError) as closed:
+        services.link_redeem(token=second, address=None)
 
     assert refused.value.status == 404
-    assert DownloadLink.objects.get().used_at is None
+    assert refused.value.peer is None  # nothing about the peer for whoever holds the link
+    assert closed.value.status == 404
+    assert not BundleDownload.objects.exists()
+    assert not DownloadLink.objects.filter(used_at__isnull=False).exists()
+
+
+def test_a_link_carries_the_portal_made_key_only_when_its_maker_chose_so(gateway: Peer, owner: Any, admin: Any) -> None:
+    laptop, passphrase = issue(owner, admin, "laptop.example.com", portal_key=True)
+    render(laptop)
+    without, plain_link = services.link_create(peer_id=laptop.pk, user=owner)
+    with_key, key_link = services.link_create(peer_id=laptop.pk, user=owner, with_key=True)
+
+    plain = services.link_redeem(token=without, address=None)
+    assert not plain.with_key
+    assert "laptop.example.com/isakmpd/private/local.key" not in _zip(plain.data).namelist()
+    assert PortalKey.objects.get(peer=laptop).encrypted_pem.startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+
+    keyed = services.link_redeem(token=with_key, address=None)
+    key_pem = _zip(keyed.data).read("laptop.example.com/isakmpd/private/local.key")
+    assert serialization.load_pem_private_key(key_pem, passphrase.encode())
+    assert keyed.with_key
+    assert PortalKey.objects.get(peer=laptop).encrypted_pem == ""
+    assert (plain_link.with_key, key_link.with_key) == (False, True)
+    created = AuditEvent.objects.filter(action="bundle.link_created").order_by("seq")
+    assert [e.data["with_key"] for e in created] == [False, True]
+
+
+def test_a_link_asked_to_carry_a_key_that_is_gone_carries_none(gateway: Peer, owner: Any, admin: Any) -> None:
+    laptop, _ = issue(owner, admin, "laptop.example.com", portal_key=True)
+    render(laptop)
+    services.bundle_download(peer_id=laptop.pk, user=owner, address=None, via="page")  # takes the key
+
+    _, link = services.link_create(peer_id=laptop.pk, user=owner, with_key=True)
+
+    assert link.with_key is False
 
 
 def test_nobody_makes_a_link_to_a_bundle_they_may_not_download(client_peer: Peer, admin: Any) -> None:
@@ -186,7 +246,7 @@ def test_twenty_concurrent_redemptions_give_one_download(client_peer: Peer, owne
     def redeem() -> None:
         try:
             start.wait()
-            outcomes.append(services.link_redeem(token=token, user=owner, address=None))
+            outcomes.append(services.link_redeem(token=token, address=None))
         except services.BundleError as exc:
             outcomes.append(exc)
         finally:
@@ -211,3 +271,21 @@ def test_twenty_concurrent_redemptions_give_one_download(client_peer: Peer, owne
     assert len(losses) == 19
     assert {e.status for e in losses} == {410}
     assert BundleDownload.objects.count() == 1
+
+
+def test_the_sqlite_wal_is_emptied_after_a_key_leaves(
+    gateway: Peer, owner: Any, admin: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The WAL keeps the frames that carried the encrypted key until a checkpoint (T38): the download
+    that destroys it asks for one after commit. The browser test scans the real files."""
+    laptop, _ = issue(owner, admin, "laptop.example.com", portal_key=True)
+    render(laptop)
+
+    with django_capture_on_commit_callbacks() as plain:
+        services.bundle_download(peer_id=laptop.pk, user=owner, address=None, via="api", release_key=False)
+    with django_capture_on_commit_callbacks() as keyed:
+        services.bundle_download(peer_id=laptop.pk, user=owner, address=None, via="page")
+
+    assert downloads.wal_checkpoint not in plain
+    assert downloads.wal_checkpoint in keyed
+    downloads.wal_checkpoint()  # harmless on the in-memory test database (and on PostgreSQL: nothing)

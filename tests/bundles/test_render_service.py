@@ -138,7 +138,7 @@ def test_old_versions_nobody_downloaded_are_dropped_and_the_audit_keeps_them(
 def test_the_gateway_needs_new_files_until_an_admin_downloads_them(
     client_peer: Peer, gateway: Peer, admin: Any
 ) -> None:
-    from bundles.selectors import gateway_state
+    from bundles.gateway_selectors import gateway_state
 
     render(gateway)
     profile = selectors.profile_get()

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import io
+import logging
+import re
 import zipfile
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import segno
 from django.test import Client
+from django.utils import timezone
 
+from authority.models import AuditEvent
 from bundles import services
 from bundles.models import BundleDownload, DownloadLink, SiteProfile
 from enrollment.models import Peer, PortalKey
@@ -124,15 +131,111 @@ def test_a_one_time_link_is_shown_once_and_redeemed_by_post(client_peer: Peer, o
     assert client.post(path).status_code == 410
 
 
-def test_a_link_is_404_for_another_session(client_peer: Peer, owner: Any, other_user: Any) -> None:
+def test_a_link_is_redeemed_without_a_session_or_a_csrf_token(client_peer: Peer, owner: Any) -> None:
+    """What a headless peer does: `curl -fOJ -X POST <url>`, no cookie, no CSRF token (T24)."""
     render(client_peer)
     token, _ = services.link_create(peer_id=client_peer.pk, user=owner)
+    curl = Client(enforce_csrf_checks=True)  # no session, and CSRF enforced as for any browser
 
-    stranger = _client(other_user)
+    page = curl.get(f"/bundles/link/{token}/")
+    assert page.status_code == 200
+    assert DownloadLink.objects.get().used_at is None  # a GET (a link preview, a scanner) uses nothing up
+    assert "csrfmiddlewaretoken" not in page.content.decode()
+    redeemed = curl.post(f"/bundles/link/{token}/", REMOTE_ADDR="198.51.100.23")
 
-    assert stranger.get(f"/bundles/link/{token}/").status_code == 404
-    assert stranger.post(f"/bundles/link/{token}/").status_code == 404
+    assert redeemed.status_code == 200
+    assert redeemed["Content-Type"] == "application/zip"
+    assert redeemed["Content-Disposition"] == 'attachment; filename="client.example.com.zip"'  # what curl -J uses
+    assert redeemed["Referrer-Policy"] == "no-referrer"
+    assert zipfile.ZipFile(io.BytesIO(redeemed.content)).testzip() is None
+    row = BundleDownload.objects.get()
+    assert (row.user, row.address, row.via) == (owner, "198.51.100.23", "link")
+    assert curl.post(f"/bundles/link/{token}/").status_code == 410
+    assert curl.get(f"/bundles/link/{token}/").status_code == 410
+
+
+def test_an_unknown_token_is_404_for_everyone(client_peer: Peer, owner: Any, other_user: Any) -> None:
+    render(client_peer)
+    services.link_create(peer_id=client_peer.pk, user=owner)
+    unknown = "x" * 43
+
+    for client in (Client(), _client(other_user), _client(owner)):
+        assert client.get(f"/bundles/link/{unknown}/").status_code == 404
+        assert client.post(f"/bundles/link/{unknown}/").status_code == 404
     assert DownloadLink.objects.get().used_at is None
+    assert not BundleDownload.objects.exists()
+
+
+def test_the_link_page_shows_a_qr_code_a_copy_button_and_a_curl_line(client_peer: Peer, owner: Any) -> None:
+    render(client_peer)
+
+    made = _client(owner).post(f"/bundles/peer/{client_peer.pk}/link/")
+
+    html = made.content.decode()
+    url = made.context["url"]
+    assert re.fullmatch(r"http://testserver/bundles/link/[A-Za-z0-9_-]{43}/", url)
+    assert '<label for="one-time-url">One-time link</label>' in html
+    assert f'value="{url}" id="one-time-url"' in html
+    assert 'data-copy-target="one-time-url"' in html
+    assert "/static/js/copy.js" in html
+    assert f"curl -fOJ -X POST '{url}'" in html
+    # The QR code is inline SVG (the CSP allows it; no data: URL, no script) of exactly that URL.
+    assert segno.make(url, error="m").svg_inline(scale=4, title="QR code of the one-time link") in html
+    assert "no sign-in is needed" in html
+
+
+def test_the_key_goes_with_a_link_only_when_the_box_is_ticked(gateway: Peer, owner: Any, admin: Any) -> None:
+    laptop, _ = issue(owner, admin, "laptop.example.com", portal_key=True)
+    render(laptop)
+    client = _client(owner)
+    assert 'name="with_key"' in client.get(f"/bundles/peer/{laptop.pk}/").content.decode()
+
+    plain = client.post(f"/bundles/peer/{laptop.pk}/link/")
+    keyed = client.post(f"/bundles/peer/{laptop.pk}/link/", {"with_key": "on"})
+
+    assert 'id="link-without-key"' in plain.content.decode()
+    assert 'id="link-with-key"' in keyed.content.decode()
+    assert list(DownloadLink.objects.order_by("pk").values_list("with_key", flat=True)) == [False, True]
+    token = keyed.context["url"].rstrip("/").rsplit("/", 1)[1]
+    assert 'id="redeem-with-key"' in Client().get(f"/bundles/link/{token}/").content.decode()
+    client.post(f"/bundles/peer/{laptop.pk}/download/")  # the key goes with the owner's own download
+    assert 'name="with_key"' not in client.get(f"/bundles/peer/{laptop.pk}/").content.decode()
+
+
+@pytest.fixture
+def site_log() -> Iterator[io.StringIO]:
+    """Every line the site's loggers write, formatted as the site's own console handler does."""
+    console = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+    assert console
+    assert console[0].formatter is not None
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(console[0].formatter)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield stream
+    root.removeHandler(handler)
+
+
+def test_no_log_line_holds_a_link_token(client_peer: Peer, owner: Any, site_log: io.StringIO) -> None:
+    render(client_peer)
+    client = _client(owner)
+    made = client.post(f"/bundles/peer/{client_peer.pk}/link/")
+    token = made.context["url"].rstrip("/").rsplit("/", 1)[1]
+    expired, _ = services.link_create(peer_id=client_peer.pk, user=owner, now=timezone.now() - timedelta(minutes=11))
+    curl = Client()
+
+    assert curl.get(f"/bundles/link/{token}/").status_code == 200
+    assert curl.post(f"/bundles/link/{token}/").status_code == 200
+    assert curl.post(f"/bundles/link/{token}/").status_code == 410  # "Gone: /bundles/link/..."
+    assert curl.get(f"/bundles/link/{expired}/").status_code == 410
+    assert curl.get(f"/bundles/link/{token[::-1]}/").status_code == 404  # "Not Found: /bundles/link/..."
+
+    lines = site_log.getvalue()
+    assert f"/bundles/link/{token[:6]}.../" in lines  # the refusals were logged, cut
+    for secret in (token, expired, token[::-1]):
+        assert secret not in lines
+    assert not AuditEvent.objects.filter(data__icontains=token).exists()
 
 
 def test_the_gateway_page_says_when_the_gateway_needs_new_files(client_peer: Peer, gateway: Peer, admin: Any) -> None:
@@ -273,7 +376,7 @@ def test_a_bundle_not_made_yet_is_a_409_page_that_leads_back(client_peer: Peer, 
 def test_a_used_link_is_a_410_page_that_leads_to_my_peers(client_peer: Peer, owner: Any) -> None:
     render(client_peer)
     token, _ = services.link_create(peer_id=client_peer.pk, user=owner)
-    services.link_redeem(token=token, user=owner, address=None)
+    services.link_redeem(token=token, address=None)
 
     response = _client(owner).post(f"/bundles/link/{token}/")
 

@@ -32,7 +32,7 @@ LAYERS: dict[str, int] = {
     "ca_portal": 6,
 }
 # Pure: plain functions on plain values, no framework (the renderers and the zip writer included).
-PURE = ("pki", "bundles.renderers", "bundles.archive")
+PURE = ("pki", "bundles.renderers", "bundles.archive", "bundles.preview")
 FRAMEWORKS = ("django", "celery", "kombu", "rest_framework", "drf_spectacular", "redis", "psycopg")
 
 
