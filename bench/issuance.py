@@ -50,6 +50,10 @@ TARGET_RATIO = 0.5
 TARGET_RSS_MB = 150.0
 DJANGO_CA_CERTS_PER_S = 19.0
 TARGET_VS_DJANGO_CA = 10.0
+# A Redis database and PostgreSQL name prefix of its own, so it can run beside the integration
+# tests (12, 13, 15) and bench/inventory.py (14).
+BENCH_REDIS_DB = 11
+BENCH_DB_PREFIX = "ca_portal_bench_issuance"
 
 
 # --- the raw ceiling -------------------------------------------------------------------------
@@ -255,7 +259,7 @@ def run_flavour(
     flavour: str, n: int, concurrencies: list[int], timeout: float, queues: str
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{flavour}-") as tmp:
-        stack = Stack(Path(tmp), flavour)
+        stack = Stack(Path(tmp), flavour, redis_db=BENCH_REDIS_DB, db_prefix=BENCH_DB_PREFIX)
         stack.env.pop("CELERY_VISIBILITY_TIMEOUT", None)  # the integration tests' 5 s; production's default here
         stack.env["LOG_LEVEL"] = "WARNING"
         stack.setup()
@@ -281,7 +285,7 @@ def run_flavour(
 
 def run_profile(flavour: str, n: int) -> str:
     with tempfile.TemporaryDirectory(prefix=f"bench-prof-{flavour}-") as tmp:
-        stack = Stack(Path(tmp), flavour)
+        stack = Stack(Path(tmp), flavour, redis_db=BENCH_REDIS_DB, db_prefix=BENCH_DB_PREFIX)
         stack.setup()
         try:
             return bench_driver(stack, "profile", str(n))
