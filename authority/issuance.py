@@ -25,7 +25,6 @@ from typing import NamedTuple
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from authority import keystore
@@ -56,16 +55,20 @@ class Waiting(NamedTuple):
     fqdn: str
     public_key_der: bytes
     validity_days: int
+    has_intent: bool  # recorded before a crash: that serial and TBS are the ones to sign
 
 
 def lock_waiting(request_ids: list[int] | None, limit: int) -> list[Waiting]:
     """Lock the requests to move forward: the given ones, waiting for their locks, or else up to
     ``limit`` of the oldest, skipping those another signer holds (SKIP LOCKED)."""
-    rows = CertificateRequest.objects.select_for_update(skip_locked=request_ids is None).filter(status__in=WAITING)
+    rows = CertificateRequest.objects.select_for_update(of=("self",), skip_locked=request_ids is None)
+    rows = rows.filter(status__in=WAITING)
     if request_ids is not None:
         rows = rows.filter(pk__in=request_ids)
-    columns = rows.order_by("pk").values_list("pk", "ca_id", "fqdn", "public_key_der", "validity_days")[:limit]
-    return [Waiting(pk, ca_id, fqdn, bytes(der), days) for pk, ca_id, fqdn, der, days in columns]
+    columns = rows.order_by("pk").values_list("pk", "ca_id", "fqdn", "public_key_der", "validity_days", "intent__id")[
+        :limit
+    ]
+    return [Waiting(pk, ca, fqdn, bytes(key), days, intent is not None) for pk, ca, fqdn, key, days, intent in columns]
 
 
 @dataclass(frozen=True)
@@ -99,11 +102,6 @@ def _throwaway_for(ca: CertificateAuthority, public_key: PublicKey) -> PrivateKe
         if kind not in _throwaway:
             _throwaway[kind] = throwaway_key_like(public_key)
         return _throwaway[kind]
-
-
-def recorded(request_ids: list[int]) -> set[int]:
-    """Which of these requests have an intent already (a retry after a crash signs that one)."""
-    return set(IssuanceIntent.objects.filter(request_id__in=request_ids).values_list("request_id", flat=True))
 
 
 @dataclass(frozen=True)
@@ -143,40 +141,42 @@ def draft(request: Waiting, issuer: Issuer) -> Draft:
 _INTENT_COLUMNS = ("request_id", "serial", "tbs_der", "tbs_sha256", "not_before", "not_after", "created_at")
 
 
-def _intents_insert(drafts: list[Draft]) -> None:
+def _intents_insert(drafts: list[Draft]) -> int:
+    """Store the drafts whose serial is free; returns how many were stored."""
     now = timezone.now()
     rows = [(d.request_id, d.serial, d.tbs_der, d.tbs_sha256, d.not_before, d.not_after, now) for d in drafts]
-    with transaction.atomic():  # a savepoint: a collision undoes only this INSERT
-        insert_rows(IssuanceIntent, _INTENT_COLUMNS, rows)
+    return insert_rows(IssuanceIntent, _INTENT_COLUMNS, rows, skip_conflicts=True)
 
 
 def intents_record(drafts: list[Draft], requests: dict[int, Waiting], by_ca: dict[int, Issuer]) -> list[Draft]:
     """Store the drafts and mark their requests signing; returns the drafts as stored.
 
-    One INSERT for all; if a serial collides (with an earlier certificate, or within the batch),
-    they go in one by one and the colliding request draws a new serial, up to SERIAL_ATTEMPTS
-    draws in all, then AuthorityError (the caller's transaction rolls back; the sweeper retries).
+    One INSERT for all. A draft whose serial is taken (by an earlier certificate, or by another
+    draft of the batch) is left out by it and its request draws a new serial, up to
+    SERIAL_ATTEMPTS draws in all, then AuthorityError (the caller's transaction rolls back and
+    the sweeper retries). The requests are locked, so the serial is the only possible conflict.
     """
-    try:
-        _intents_insert(drafts)
-    except IntegrityError:
-        drafts = [_intent_insert_one(d, requests[d.request_id], by_ca) for d in drafts]
+    if _intents_insert(drafts) < len(drafts):
+        stored = dict(
+            IssuanceIntent.objects.filter(request_id__in=[d.request_id for d in drafts]).values_list(
+                "request_id", "serial"
+            )
+        )
+        drafts = [
+            d if stored.get(d.request_id) == d.serial else _intent_redraw(requests[d.request_id], by_ca) for d in drafts
+        ]
     CertificateRequest.objects.filter(pk__in=[d.request_id for d in drafts]).update(status=Status.SIGNING)
     return drafts
 
 
-def _intent_insert_one(first: Draft, request: Waiting, by_ca: dict[int, Issuer]) -> Draft:
-    candidate = first
-    for attempt in range(1, SERIAL_ATTEMPTS + 1):
-        try:
-            _intents_insert([candidate])
-        except IntegrityError:
-            # Two requests drew the same 159-bit serial (or a test forced it): draw again.
-            log.warning("serial collision for request %s; drawing a new serial", request.pk)
-            if attempt < SERIAL_ATTEMPTS:
-                candidate = draft(request, by_ca[request.ca_id])
-            continue
-        return candidate
+def _intent_redraw(request: Waiting, by_ca: dict[int, Issuer]) -> Draft:
+    for _attempt in range(SERIAL_ATTEMPTS - 1):  # the first draw collided already
+        # Two requests drew the same 159-bit serial (or a test forced it): draw again.
+        log.warning("serial collision for request %s; drawing a new serial", request.pk)
+        candidate = draft(request, by_ca[request.ca_id])
+        if _intents_insert([candidate]):
+            return candidate
+    log.warning("serial collision for request %s; giving up", request.pk)
     raise AuthorityError(f"could not allocate a unique serial after {SERIAL_ATTEMPTS} attempts")
 
 

@@ -173,11 +173,10 @@ def _issue_batch(*, request_ids: list[int] | None = None, limit: int = BATCH) ->
         # Only a signer gets past this line (SignerUnavailable rolls Tx A back), so a web process
         # never even records an intent.
         issuers = issuance.issuers(request.ca_id for request in waiting)
-        have_intent = issuance.recorded([request.pk for request in waiting])
         drafts: list[issuance.Draft] = []
         refused: list[tuple[int, str]] = []
         for request in waiting:
-            if request.pk in have_intent:
+            if request.has_intent:
                 continue
             failpoint("before_intent", request.pk)
             try:
