@@ -1,4 +1,4 @@
-"""Multi-row INSERTs of plain tuples, for the signer's batches (certificates, intents, audit events).
+"""Bulk INSERTs of plain tuples, for the signer's batches (certificates, intents, audit events).
 
 ``bulk_create`` builds a model instance per row and prepares every value through the field's full
 save path: for a batch of 100 certificates that was most of the signer's time after the
@@ -71,16 +71,46 @@ def insert_rows(
     adapters = [_adapter(field) for field in fields]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(field.column)) for field in [*fields, *defaults])
-    values = ", ".join(["%s"] * (len(fields) + len(defaults)))
+    head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "  # noqa: S608 (names from the model, quoted)
     suffix = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values}){suffix}"  # noqa: S608
     params = [
         [value if adapt is None else adapt(value) for adapt, value in zip(adapters, row, strict=True)] + constants
         for row in rows
     ]
-    # One short statement, many parameter rows: SQLite runs it in a C loop, psycopg pipelines it.
-    # (A multi-row VALUES list was slower on PostgreSQL: psycopg re-parses long statements each time.)
+    if connection.vendor == "postgresql":
+        return _insert_postgresql(head, suffix, params)
+    # SQLite: one short statement, many parameter rows, run in a C loop.
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        cursor.executemany(head + "(" + ", ".join(["%s"] * len(params[0])) + ")" + suffix, params)
         stored: int = cursor.rowcount
+    return stored
+
+
+def _insert_postgresql(head: str, suffix: str, params: list[list[Any]]) -> int:
+    """One multi-row INSERT per 65,535 parameters, bound on the server.
+
+    Django's default cursor binds on the client: it re-parses a long statement for its %s
+    placeholders each time and sends the values inlined, which the server parses and plans again
+    (``executemany`` does that once per row). A psycopg ``RawCursor`` takes $n placeholders as
+    they are and sends the values apart; it is wrapped like Django's own cursors, so errors map
+    to django.db exceptions and execute wrappers and query logging see the statement.
+    """
+    from psycopg import RawCursor  # only with the PostgreSQL backend
+
+    width = len(params[0])
+    per_statement = 65535 // width
+    connection.ensure_connection()
+    raw: RawCursor[Any] = RawCursor(connection.connection)
+    stored = 0
+    # (django-stubs type the argument as Django's own wrapper; the methods take the driver's cursor.)
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    with wrap(raw) as cursor:  # type: ignore[arg-type]
+        for start in range(0, len(params), per_statement):
+            chunk = params[start : start + per_statement]
+            values = ", ".join(
+                "(" + ", ".join(f"${n}" for n in range(row * width + 1, row * width + width + 1)) + ")"
+                for row in range(len(chunk))
+            )
+            cursor.execute(head + values + suffix, [value for row in chunk for value in row])
+            stored += cursor.rowcount
     return stored
