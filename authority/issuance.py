@@ -3,7 +3,7 @@
 ``services._issue_batch`` owns the order (transactions, row locks, failpoints); this module does
 what happens inside them for a batch of requests, and does it cheaply: rows are read as tuples,
 the CA certificate is parsed once per batch, intents, certificates and audit events are written
-with one multi-row INSERT each (``authority.inserts``), and the statuses with one UPDATE.
+with one INSERT statement each (``authority.inserts``), and the statuses with one UPDATE.
 
 - Tx A: ``lock_waiting`` -> ``issuers`` (loads the CA key: only a signer gets further) ->
   ``draft`` per request (serial + TBS from the profile, materialised with a throwaway key) ->
@@ -65,10 +65,9 @@ def lock_waiting(request_ids: list[int] | None, limit: int) -> list[Waiting]:
     rows = rows.filter(status__in=WAITING)
     if request_ids is not None:
         rows = rows.filter(pk__in=request_ids)
-    columns = rows.order_by("pk").values_list("pk", "ca_id", "fqdn", "public_key_der", "validity_days", "intent__id")[
-        :limit
-    ]
-    return [Waiting(pk, ca, fqdn, bytes(key), days, intent is not None) for pk, ca, fqdn, key, days, intent in columns]
+    columns = ("pk", "ca_id", "fqdn", "public_key_der", "validity_days", "intent__id")
+    found = rows.order_by("pk").values_list(*columns)[:limit]
+    return [Waiting(pk, ca, fqdn, bytes(key), days, intent is not None) for pk, ca, fqdn, key, days, intent in found]
 
 
 @dataclass(frozen=True)
@@ -116,9 +115,10 @@ class Draft:
     not_after: datetime
 
 
-def draft(request: Waiting, issuer: Issuer) -> Draft:
-    """Build the request's certificate from the profile and materialise its TBS (raises PkiError)."""
-    not_before, not_after = leaf_validity(utc_now(), request.validity_days, issuer.ca.not_after)
+def draft(request: Waiting, issuer: Issuer, now: datetime) -> Draft:
+    """Build the request's certificate from the profile and materialise its TBS (raises PkiError).
+    ``now`` (whole seconds, UTC) starts the validity, backdated by the profile."""
+    not_before, not_after = leaf_validity(now, request.validity_days, issuer.ca.not_after)
     spec = LeafSpec(
         fqdn=request.fqdn,
         public_key=load_public_key_der(request.public_key_der),
@@ -173,7 +173,7 @@ def _intent_redraw(request: Waiting, by_ca: dict[int, Issuer]) -> Draft:
     for _attempt in range(SERIAL_ATTEMPTS - 1):  # the first draw collided already
         # Two requests drew the same 159-bit serial (or a test forced it): draw again.
         log.warning("serial collision for request %s; drawing a new serial", request.pk)
-        candidate = draft(request, by_ca[request.ca_id])
+        candidate = draft(request, by_ca[request.ca_id], utc_now())
         if _intents_insert([candidate]):
             return candidate
     log.warning("serial collision for request %s; giving up", request.pk)

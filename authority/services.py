@@ -34,7 +34,7 @@ from django.utils import timezone
 from authority import issuance, signals, task_names
 from authority.audit import Event, audit_append_many, audit_record
 from authority.ca_setup import ca_create, ca_import
-from authority.common import Actor, AuthorityError, active_ca, actor_name, cli_actor
+from authority.common import Actor, AuthorityError, active_ca, actor_name, cli_actor, utc_now
 from authority.failpoints import failpoint
 from authority.models import Certificate, CertificateRequest
 from authority.wakeups import wake, wake_done
@@ -175,12 +175,13 @@ def _issue_batch(*, request_ids: list[int] | None = None, limit: int = BATCH) ->
         issuers = issuance.issuers(request.ca_id for request in waiting)
         drafts: list[issuance.Draft] = []
         refused: list[tuple[int, str]] = []
+        now = utc_now()
         for request in waiting:
             if request.has_intent:
                 continue
             failpoint("before_intent", request.pk)
             try:
-                drafts.append(issuance.draft(request, issuers[request.ca_id]))
+                drafts.append(issuance.draft(request, issuers[request.ca_id], now))
             except PkiError as exc:
                 refused.append((request.pk, str(exc)))
         if drafts:
