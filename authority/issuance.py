@@ -61,13 +61,17 @@ class Waiting(NamedTuple):
 def lock_waiting(request_ids: list[int] | None, limit: int) -> list[Waiting]:
     """Lock the requests to move forward: the given ones, waiting for their locks, or else up to
     ``limit`` of the oldest, skipping those another signer holds (SKIP LOCKED)."""
-    rows = CertificateRequest.objects.select_for_update(of=("self",), skip_locked=request_ids is None)
-    rows = rows.filter(status__in=WAITING)
+    rows = CertificateRequest.objects.select_for_update(skip_locked=request_ids is None).filter(status__in=WAITING)
     if request_ids is not None:
         rows = rows.filter(pk__in=request_ids)
-    columns = ("pk", "ca_id", "fqdn", "public_key_der", "validity_days", "intent__id")
-    found = rows.order_by("pk").values_list(*columns)[:limit]
-    return [Waiting(pk, ca, fqdn, bytes(key), days, intent is not None) for pk, ca, fqdn, key, days, intent in found]
+    columns = ("pk", "ca_id", "fqdn", "public_key_der", "validity_days")
+    found = list(rows.order_by("pk").values_list(*columns)[:limit])
+    # A separate lookup by request id (its unique index), not a join: joined, PostgreSQL may scan
+    # every intent ever recorded to find the few of this batch.
+    recorded = set(
+        IssuanceIntent.objects.filter(request_id__in=[row[0] for row in found]).values_list("request_id", flat=True)
+    )
+    return [Waiting(pk, ca, fqdn, bytes(key), days, pk in recorded) for pk, ca, fqdn, key, days in found]
 
 
 @dataclass(frozen=True)
