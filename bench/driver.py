@@ -5,6 +5,9 @@ python bench/driver.py submit N PREFIX   -> JSON {"first_id", "last_id", "elapse
                                             enqueue on commit); "elapsed" times only that loop
 python bench/driver.py window LO HI      -> JSON: counts and DB-side timestamps of requests LO..HI
                                             (first intent recorded, last certificate stored)
+python bench/driver.py interleaved N     -> JSON: N issuances through the signer's drain in this process,
+                                            one batch of 100 at a time, each followed by 100 raw-ceiling
+                                            certificates; total time of each side and the ratio
 python bench/driver.py profile N         -> text: N issuances through the signer's drain (batches of
                                             100) in this process (signing enabled): per-phase
                                             breakdown in ms per certificate and a cProfile top
@@ -76,6 +79,52 @@ def window(lo: int, hi: int) -> dict[str, Any]:
         "first_intent_at": first_intent.timestamp() if first_intent else None,
         "first_issued_at": span["first"].timestamp() if span["first"] else None,
         "last_issued_at": span["last"].timestamp() if span["last"] else None,
+    }
+
+
+# --- interleaved with the ceiling -----------------------------------------------------------------
+
+
+def interleaved(count: int) -> dict[str, Any]:
+    """The signer's path and the raw ceiling in turns of 100 certificates, in one process.
+
+    On a machine shared with other work, a ceiling measured a minute before or after a portal run
+    can see a different load; taking turns of ~0.1 s exposes both sides to the same load, so their
+    ratio is steadier. What it leaves out: Celery, the worker's boot, the broker.
+    """
+    from authority import keystore, services
+    from bench.issuance import raw_issuer
+
+    keystore.enable_signing()
+    one = raw_issuer()
+    submit(20, "warm", enqueue=False)
+    services.certificates_issue_pending()  # key load, throwaway key generation, connection set-up
+    for i in range(50):
+        one(i)
+    batch = submit(count, "turns", enqueue=False)
+    ids = list(range(batch["first_id"], batch["last_id"] + 1))
+    raw_s = portal_s = 0.0
+    raw_n = portal_n = 0
+    turns = []
+    for start in range(0, len(ids), services.BATCH):
+        size = min(services.BATCH, len(ids) - start)
+        started = time.perf_counter()
+        portal = _drain(ids[start : start + size])
+        portal_turn = time.perf_counter() - started
+        started = time.perf_counter()
+        for i in range(size):
+            one(i)
+        raw_turn = time.perf_counter() - started
+        portal_s, portal_n, raw_s, raw_n = portal_s + portal_turn, portal_n + portal, raw_s + raw_turn, raw_n + size
+        turns.append((raw_turn / size) / (portal_turn / portal))
+    turns.sort()
+    return {
+        "n": portal_n,
+        "portal_certs_per_s": portal_n / portal_s,
+        "raw_certs_per_s": raw_n / raw_s,
+        "ratio": (portal_n / portal_s) / (raw_n / raw_s),
+        "ratio_median_turn": turns[len(turns) // 2],
+        "ratio_turns_min_max": [turns[0], turns[-1]],
     }
 
 
@@ -232,6 +281,8 @@ if __name__ == "__main__":
         print(json.dumps(submit(int(sys.argv[2]), sys.argv[3])))
     elif command == "window":
         print(json.dumps(window(int(sys.argv[2]), int(sys.argv[3]))))
+    elif command == "interleaved":
+        print(json.dumps(interleaved(int(sys.argv[2]))))
     elif command == "profile":
         print(profile(int(sys.argv[2])))
     else:
