@@ -17,7 +17,11 @@ For the same CA (tests/fixtures/pki/ca-rsa2048.*) in the same run it measures
   run is timed until all N are issued. certs/s = N / (last certificate stored - first intent
   recorded), both taken from the database; the wall time from spawning the worker (its boot
   included) is printed beside it;
-* the peak RSS (VmHWM) of the worker's main process and of each pool child.
+* the peak RSS (VmHWM) of the worker's main process and of each pool child;
+* per flavour, N more requests through the signer's drain in this benchmark's driver process,
+  one batch of 100 at a time, each followed by 100 raw-ceiling certificates (``bench/driver.py
+  interleaved``): no Celery, but both sides see the same load, which a shared machine's
+  minute-to-minute swings do not give the worker runs.
 
 Targets (the issue): ratio >= 0.5, peak RSS of a signer worker <= 150 MB, and >= 10x
 django-ca 3.2's ~19 certs/s. Results go to stdout and to bench/out/issuance.json.
@@ -281,7 +285,7 @@ def portal_run(
 
 def run_flavour(
     flavour: str, n: int, concurrencies: list[int], timeout: float, queues: str, raw_n: int
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{flavour}-") as tmp:
         stack = Stack(Path(tmp), flavour, redis_db=BENCH_REDIS_DB, db_prefix=BENCH_DB_PREFIX)
         stack.env.pop("CELERY_VISIBILITY_TIMEOUT", None)  # the integration tests' 5 s; production's default here
@@ -292,6 +296,8 @@ def run_flavour(
             for c in concurrencies:
                 print(f"  {flavour}: submitting {n}, then a worker -Q {queues} -c {c} ...", flush=True)
                 results.append(portal_run(stack, n, c, f"{flavour[0]}c{c}-", timeout, queues, raw_n))
+            print(f"  {flavour}: {n} more through the signer's drain in one process, in turns with the ceiling ...")
+            turns = json.loads(bench_driver(stack, "interleaved", str(n)).strip().splitlines()[-1])
             status = stack.driver("status")  # the integration invariants over everything issued
             invariants = {
                 "ok": not status["problems"]
@@ -304,7 +310,7 @@ def run_flavour(
             }
         finally:
             stack.teardown()
-    return results, invariants
+    return results, invariants, turns
 
 
 def run_profile(flavour: str, n: int) -> str:
@@ -387,14 +393,22 @@ def main() -> int:
     raw = raw_ceiling(args.raw_n)
     runs: list[dict[str, Any]] = []
     invariants: dict[str, Any] = {}
+    interleaved: dict[str, Any] = {}
     for flavour in flavours:
-        flavour_runs, invariants[flavour] = run_flavour(
+        flavour_runs, invariants[flavour], interleaved[flavour] = run_flavour(
             flavour, args.n, concurrencies, args.timeout, args.queues, args.raw_n
         )
         runs += flavour_runs
     table = report(raw, runs)
     print()
     print(table)
+    for flavour, turns in interleaved.items():
+        print(
+            f"in one process, the signer's drain and the ceiling in turns of 100 ({flavour}, {turns['n']}): "
+            f"portal {turns['portal_certs_per_s']:.0f}/s, raw {turns['raw_certs_per_s']:.0f}/s, "
+            f"ratio {turns['ratio']:.3f} (per turn: median {turns['ratio_median_turn']:.3f}, "
+            f"{turns['ratio_turns_min_max'][0]:.2f}-{turns['ratio_turns_min_max'][1]:.2f})"
+        )
     for flavour, inv in invariants.items():
         print(
             f"invariants ({flavour}): {'OK' if inv['ok'] else 'BROKEN'}: {inv['certificates']} certificates, "
@@ -413,6 +427,7 @@ def main() -> int:
         "raw": raw,
         "runs": runs,
         "invariants": invariants,
+        "interleaved": interleaved,
         "targets": {"ratio": TARGET_RATIO, "rss_mb": TARGET_RSS_MB, "vs_django_ca": TARGET_VS_DJANGO_CA},
         "profiles": profiles,
     }
