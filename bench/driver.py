@@ -5,8 +5,12 @@ python bench/driver.py submit N PREFIX   -> JSON {"first_id", "last_id", "elapse
                                             enqueue on commit); "elapsed" times only that loop
 python bench/driver.py window LO HI      -> JSON: counts and DB-side timestamps of requests LO..HI
                                             (first intent recorded, last certificate stored)
-python bench/driver.py profile N         -> text: N issuances run in this process (signing enabled),
-                                            per-phase breakdown in ms per certificate and a cProfile top
+python bench/driver.py interleaved N     -> JSON: N issuances through the signer's drain in this process,
+                                            one batch of 100 at a time, each followed by 100 raw-ceiling
+                                            certificates; total time of each side and the ratio
+python bench/driver.py profile N         -> text: N issuances through the signer's drain (batches of
+                                            100) in this process (signing enabled): per-phase
+                                            breakdown in ms per certificate and a cProfile top
 """
 
 from __future__ import annotations
@@ -78,34 +82,75 @@ def window(lo: int, hi: int) -> dict[str, Any]:
     }
 
 
+# --- interleaved with the ceiling -----------------------------------------------------------------
+
+
+def interleaved(count: int) -> dict[str, Any]:
+    """The signer's path and the raw ceiling in turns of 100 certificates, in one process.
+
+    On a machine shared with other work, a ceiling measured a minute before or after a portal run
+    can see a different load; taking turns of ~0.1 s exposes both sides to the same load, so their
+    ratio is steadier. What it leaves out: Celery, the worker's boot, the broker.
+    """
+    from authority import keystore, services
+    from bench.issuance import raw_issuer
+
+    keystore.enable_signing()
+    one = raw_issuer()
+    submit(20, "warm", enqueue=False)
+    services.certificates_issue_pending()  # key load, throwaway key generation, connection set-up
+    for i in range(50):
+        one(i)
+    batch = submit(count, "turns", enqueue=False)
+    ids = list(range(batch["first_id"], batch["last_id"] + 1))
+    raw_s = portal_s = 0.0
+    raw_n = portal_n = 0
+    turns = []
+    for start in range(0, len(ids), services.BATCH):
+        size = min(services.BATCH, len(ids) - start)
+        started = time.perf_counter()
+        portal = _drain(ids[start : start + size])
+        portal_turn = time.perf_counter() - started
+        started = time.perf_counter()
+        for i in range(size):
+            one(i)
+        raw_turn = time.perf_counter() - started
+        portal_s, portal_n, raw_s, raw_n = portal_s + portal_turn, portal_n + portal, raw_s + raw_turn, raw_n + size
+        turns.append((raw_turn / size) / (portal_turn / portal))
+    turns.sort()
+    return {
+        "n": portal_n,
+        "portal_certs_per_s": portal_n / portal_s,
+        "raw_certs_per_s": raw_n / raw_s,
+        "ratio": (portal_n / portal_s) / (raw_n / raw_s),
+        "ratio_median_turn": turns[len(turns) // 2],
+        "ratio_turns_min_max": [turns[0], turns[-1]],
+    }
+
+
 # --- profile ---------------------------------------------------------------------------------
 
 _phase_time: dict[str, float] = defaultdict(float)
 _phase_calls: dict[str, int] = defaultdict(int)
-_depth: list[str] = []
 
 
 def _timed(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``func`` so that its inclusive wall time is added to phase ``name`` (outermost call only)."""
+    """Wrap ``func`` so that its inclusive wall time is added to phase ``name``."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if name in _depth:  # re-entrant (audit_record inside audit_record never happens, but be safe)
-            return func(*args, **kwargs)
-        _depth.append(name)
         started = time.perf_counter()
         try:
             return func(*args, **kwargs)
         finally:
             _phase_time[name] += time.perf_counter() - started
             _phase_calls[name] += 1
-            _depth.pop()
 
     return wrapper
 
 
 class _QueryTimer:
-    """A Django execute_wrapper: wall time and count of every SQL statement, COMMIT included."""
+    """A Django execute_wrapper: wall time and count of every SQL statement (COMMIT is timed apart)."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -120,105 +165,68 @@ class _QueryTimer:
             spent = time.perf_counter() - started
             self.count += 1
             self.seconds += spent
-            kind = sql.lstrip().split(None, 1)[0].upper()
+            words = sql.split(None, 3)
+            kind = " ".join(words[:3] if words[0].upper() in ("INSERT", "UPDATE") else words[:1]).upper()
             if kind == "SELECT" and "FOR UPDATE" in sql.upper():
-                kind = "SELECT FOR UPDATE"
+                kind = "SELECT ... FOR UPDATE"
             entry = self.by_kind[kind]
             entry[0] += 1
             entry[1] += spent
 
 
-class _TimedAtomic:
-    """Stands in for ``services.transaction``: times each outermost atomic block, COMMIT included,
-    naming it by its order within one certificate_issue call (Tx A, then Tx B)."""
-
-    NAMES = ("Tx A (lock, intent, audit, COMMIT)", "Tx B (lock, sign, store, audit, COMMIT)")
-
-    def __init__(self, real: Any):
-        self._real = real
-        self.depth = 0
-        self.index = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def atomic(self, *args: Any, **kwargs: Any) -> Any:
-        import contextlib
-
-        outer = self
-
-        @contextlib.contextmanager
-        def block() -> Any:
-            outermost = outer.depth == 0
-            outer.depth += 1
-            started = time.perf_counter()
-            try:
-                with outer._real.atomic(*args, **kwargs):
-                    yield
-            finally:
-                outer.depth -= 1
-                if outermost:
-                    name = outer.NAMES[min(outer.index, 1)]
-                    _phase_time[name] += time.perf_counter() - started
-                    _phase_calls[name] += 1
-                    outer.index += 1
-
-        return block()
+PHASES = {  # issuance function -> phase name, in the order the signer runs them
+    "lock_waiting": "Tx A: lock waiting requests (SELECT FOR UPDATE)",
+    "issuers": "Tx A: CA row, certificate, keys (per batch)",
+    "draft": "Tx A: draft (profile, throwaway signature, check_leaf)",
+    "intents_record": "Tx A: store intents, mark signing",
+    "lock_signing": "Tx B: lock requests + read intents",
+    "sign": "Tx B: sign stored TBS (RSA sign, parse, verify)",
+    "certificates_store": "Tx B: store certificates, mark issued",
+}
 
 
-def _instrument() -> _TimedAtomic:
-    """Time the phases of certificate_issue by wrapping the functions it calls (bench only)."""
-    from django.db import transaction
+def _instrument() -> None:
+    """Time the phases of the signer's drain by wrapping the functions it calls (bench only)."""
+    from authority import issuance, services
 
-    from authority import audit, keystore, services
-    from pki import issue, profiles
+    for attr, name in PHASES.items():
+        setattr(issuance, attr, _timed(name, getattr(issuance, attr)))
+    services.audit_append_many = _timed("audit_append_many (Tx A and Tx B)", services.audit_append_many)  # type: ignore[attr-defined]
+    connection._commit = _timed("COMMIT (Tx A and Tx B)", connection._commit)  # type: ignore[attr-defined]
 
-    timed_tx = _TimedAtomic(transaction)
-    services.transaction = timed_tx  # type: ignore[assignment]
-    real_issue = services.certificate_issue
 
-    def certificate_issue(**kwargs: Any) -> Any:
-        timed_tx.index = 0
-        return real_issue(**kwargs)
+def _drain(ids: list[int]) -> int:
+    """Issue exactly these (consecutive, pending) requests the way the signer's task does: batches of 100."""
+    from authority import services
 
-    services.certificate_issue = _timed("certificate_issue (total)", certificate_issue)  # type: ignore[assignment]
-    services.audit_record = _timed("  audit_record x2 (intent in A, issued in B)", audit.audit_record)  # type: ignore[assignment]
-    services.leaf_builder = _timed("  A: leaf_builder", profiles.leaf_builder)  # type: ignore[assignment]
-    services.tbs_bytes = _timed("  A: tbs_bytes (throwaway RSA-1024 sign + check_leaf)", profiles.tbs_bytes)  # type: ignore[assignment]
-    services.load_public_key_der = _timed("  A: load_public_key_der", services.load_public_key_der)  # type: ignore[assignment]
-    services.sign_tbs = _timed("  B: sign_tbs (RSA-2048 sign + parse + verify)", issue.sign_tbs)  # type: ignore[assignment]
-    services.keystore.signing_key = _timed("  pre: signing_key (cached)", keystore.signing_key)  # type: ignore[assignment]
-    real_commit = connection._commit
-
-    connection._commit = _timed("  COMMIT (2 per certificate)", real_commit)  # type: ignore[method-assign]
-    return timed_tx
+    done = 0
+    for start in range(0, len(ids), services.BATCH):
+        done += services._issue_batch(request_ids=None, limit=min(services.BATCH, len(ids) - start))
+    return done
 
 
 def profile(count: int) -> str:
+    """The signer's drain (``certificates_issue_pending``'s batches), in this process, no Celery."""
     from celery import current_app
 
     from authority import keystore, services
 
     keystore.enable_signing()
-    batch = submit(count + 20, "prof", enqueue=False)
+    submit(20, "warm", enqueue=False)
+    services.certificates_issue_pending()  # key load, throwaway key generation, connection set-up
+    batch = submit(count, "prof", enqueue=False)
     ids = list(range(batch["first_id"], batch["last_id"] + 1))
-    warm, ids = ids[:20], ids[20:]
-    for pk in warm:  # key load, throwaway key generation, connection set-up
-        services.certificate_issue(request_id=pk)
-
     out = io.StringIO()
-    # 1. Plain wall time per certificate, no instrumentation at all.
+
+    # 1. Plain wall and CPU time per certificate, no instrumentation at all.
     half = ids[: count // 2]
-    chunks = [half[i::3] for i in range(3)]
-    plain = []
-    for chunk in chunks:
-        started = time.perf_counter()
-        for pk in chunk:
-            services.certificate_issue(request_id=pk)
-        plain.append((time.perf_counter() - started) / len(chunk) * 1000)
+    started, cpu = time.perf_counter(), time.process_time()
+    done = _drain(half)
+    wall_ms = (time.perf_counter() - started) / done * 1000
+    cpu_ms = (time.process_time() - cpu) / done * 1000
     print(
-        f"service only, in one process, no Celery, uninstrumented: {', '.join(f'{p:.2f}' for p in plain)} ms/cert"
-        f" in 3 chunks (best {1000 / min(plain):.0f} certs/s)",
+        f"signer drain, in one process, no Celery, uninstrumented: {wall_ms:.3f} ms/cert wall "
+        f"({1000 / wall_ms:.0f} certs/s), {cpu_ms:.3f} ms/cert CPU of this process, over {done} certificates",
         file=out,
     )
 
@@ -226,41 +234,36 @@ def profile(count: int) -> str:
     _instrument()
     queries = _QueryTimer()
     rest = ids[count // 2 :]
+    quarter = rest[: len(rest) // 2]
     started = time.perf_counter()
     with connection.execute_wrapper(queries):
-        for pk in rest[: len(rest) // 2]:
-            services.certificate_issue(request_id=pk)
-    n = len(rest) // 2
+        n = _drain(quarter)
     total = time.perf_counter() - started
     print(f"instrumented: {total / n * 1000:.3f} ms/cert over {n} certs", file=out)
-    total_ms = _phase_time["certificate_issue (total)"] / n * 1000
-    a_ms = _phase_time[_TimedAtomic.NAMES[0]] / n * 1000
-    b_ms = _phase_time[_TimedAtomic.NAMES[1]] / n * 1000
-    _phase_time["pre: get request + ca, signing_key (outside Tx)"] = (total_ms - a_ms - b_ms) * n / 1000
-    _phase_calls["pre: get request + ca, signing_key (outside Tx)"] = n
     print(f"  {'phase (inclusive wall time)':56} {'ms/cert':>8} {'calls/cert':>10}", file=out)
-    for name, seconds in sorted(_phase_time.items(), key=lambda kv: (kv[0].startswith("  "), -kv[1])):
-        print(f"  {name:56} {seconds / n * 1000:8.3f} {_phase_calls[name] / n:10.1f}", file=out)
-    label = "  SQL execute (all statements, without COMMIT)"
-    print(f"  {label:56} {queries.seconds / n * 1000:8.3f} {queries.count / n:10.1f}", file=out)
+    for name in [*PHASES.values(), "audit_append_many (Tx A and Tx B)", "COMMIT (Tx A and Tx B)"]:
+        print(f"  {name:56} {_phase_time[name] / n * 1000:8.3f} {_phase_calls[name] / n:10.2f}", file=out)
+    accounted = sum(_phase_time.values())
+    print(f"  {'the rest (failpoints, events, transactions, loop)':56} {(total - accounted) / n * 1000:8.3f}", file=out)
+    label = "SQL execute (all statements, without COMMIT)"
+    print(f"  {label:56} {queries.seconds / n * 1000:8.3f} {queries.count / n:10.2f}", file=out)
     for kind, (calls, seconds) in sorted(queries.by_kind.items(), key=lambda kv: -kv[1][1]):
-        print(f"      {kind:52} {seconds / n * 1000:8.3f} {calls / n:10.1f}", file=out)
+        print(f"      {kind:52} {seconds / n * 1000:8.3f} {calls / n:10.2f}", file=out)
 
     # 3. cProfile over the last quarter.
     last = rest[len(rest) // 2 :]
     prof = cProfile.Profile()
     prof.enable()
-    for pk in last:
-        services.certificate_issue(request_id=pk)
+    _drain(last)
     prof.disable()
     stream = io.StringIO()
     stats = pstats.Stats(prof, stream=stream)
-    stats.sort_stats("cumulative").print_stats(35)
-    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(30)
+    stats.sort_stats("tottime").print_stats(20)
     print(f"\ncProfile over {len(last)} certificates (cumulative, then tottime):", file=out)
     print(stream.getvalue(), file=out)
 
-    # 4. Celery's own cost to publish one message (what on_commit does per request at submission).
+    # 4. Celery's own cost to publish one message (what a wakeup costs).
     from authority.tasks import certificates_issue_pending_task
 
     started = time.perf_counter()
@@ -278,6 +281,8 @@ if __name__ == "__main__":
         print(json.dumps(submit(int(sys.argv[2]), sys.argv[3])))
     elif command == "window":
         print(json.dumps(window(int(sys.argv[2]), int(sys.argv[3]))))
+    elif command == "interleaved":
+        print(json.dumps(interleaved(int(sys.argv[2]))))
     elif command == "profile":
         print(profile(int(sys.argv[2])))
     else:

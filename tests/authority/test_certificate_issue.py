@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.utils import timezone
 
-from authority import keystore, services
+from authority import issuance, keystore, services
 from authority.audit import audit_verify
 from authority.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest, IssuanceIntent
 from authority.services import AuthorityError, certificate_issue, certificate_request_create
@@ -340,7 +340,7 @@ def test_it_re_signs_the_recorded_tbs_with_the_same_serial_after_a_crash(
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("the signer died")
 
-    monkeypatch.setattr(services, "sign_tbs", crash)
+    monkeypatch.setattr(issuance, "sign_tbs", crash)
     with pytest.raises(RuntimeError, match="the signer died"):
         certificate_issue(request_id=request.pk)
 
@@ -371,10 +371,10 @@ def test_it_re_signs_the_recorded_tbs_with_the_same_serial_after_a_crash(
 def test_it_draws_a_new_serial_after_a_collision(
     ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    original = services._new_serial
+    original = issuance.new_serial
     forced = [0x1234, 0x1234]  # the first request's draw, then the second request's first draw
 
-    monkeypatch.setattr(services, "_new_serial", lambda: forced.pop(0) if forced else original())
+    monkeypatch.setattr(issuance, "new_serial", lambda: forced.pop(0) if forced else original())
     first = certificate_issue(request_id=_request().pk)
     second = certificate_issue(request_id=_request().pk)
 
@@ -396,7 +396,7 @@ def test_it_gives_up_when_every_serial_collides_and_leaves_the_request_to_retry(
         draws.append(0x1234)
         return 0x1234
 
-    monkeypatch.setattr(services, "_new_serial", constant)
+    monkeypatch.setattr(issuance, "new_serial", constant)
     first = certificate_issue(request_id=_request().pk)
     assert first is not None
     assert first.serial == "1234"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from authority import keystore, services, task_names
+from authority import issuance, keystore, services, task_names
 from authority.audit import audit_verify
 from authority.models import (
     AuditEvent,
@@ -83,7 +83,7 @@ def test_it_signs_recorded_intents_with_their_serials_after_a_crash(
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("the worker died while signing")
 
-    monkeypatch.setattr(services, "_certificate_sign", crash)
+    monkeypatch.setattr(issuance, "sign", crash)
     with pytest.raises(RuntimeError):
         certificates_issue_pending()
     recorded = dict(IssuanceIntent.objects.values_list("request_id", "serial"))
@@ -102,7 +102,7 @@ def test_it_signs_recorded_intents_with_their_serials_after_a_crash(
 def test_it_fails_one_request_and_issues_the_rest(ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch) -> None:
     first, second, third = _requests(3)
     # Record the intents, then alter one recorded TBS hash behind the portal's back.
-    monkeypatch.setattr(services, "_certificate_sign", lambda *a: (_ for _ in ()).throw(RuntimeError("stop")))
+    monkeypatch.setattr(issuance, "sign", lambda *a: (_ for _ in ()).throw(RuntimeError("stop")))
     with pytest.raises(RuntimeError):
         certificates_issue_pending()
     monkeypatch.undo()
