@@ -2,30 +2,91 @@
 
 Two flavours, as in DESIGN.md: ``embedded`` (SQLite + kombu's filesystem broker in the var dir)
 and ``services`` (a fresh PostgreSQL database on 127.0.0.1:5432 and a Redis database on
-127.0.0.1:6379). Used by the integration tests and by bench/issuance.py.
+127.0.0.1:6379). Used by the integration and browser tests and by the benchmarks in bench/.
+
+Stacks may run side by side: pytest-xdist workers, a benchmark beside a test run, two checkouts on
+one machine. Each stack leases a Redis database of its own (an exclusive lock file per database
+number, held until teardown or the end of the process), its PostgreSQL database's name carries the
+process id and a random part and is created with CREATE DATABASE (which refuses a name taken), and
+free_port() hands out ports that are locked the same way, from below the kernel's ephemeral range.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import random
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+import weakref
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
 PG_ADMIN_DSN = os.environ.get("CA_PORTAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("CA_PORTAL_TEST_REDIS", "redis://127.0.0.1:6379")
-REDIS_DB = 12
+# Database 0 is left to `make run` and other tools; a stack leases one of these (Redis has 16 by default).
+REDIS_DBS = range(1, 16)
+LEASE_TIMEOUT = 300.0  # seconds to wait for a Redis database when every one is leased
 FIXTURES = ROOT / "tests" / "fixtures" / "pki"
+LOCK_DIR = Path(tempfile.gettempdir()) / "ca_portal-locks"
+# Below Linux's ephemeral range (32768-60999 by default), so no outgoing connection can take a
+# port between free_port() and the server's bind.
+PORTS = range(20000, 32000)
+# How long a server or worker may take to come up: seconds on an idle machine, a minute or more
+# when the suite runs in parallel beside other work. Only a hang should reach it.
+START_TIMEOUT = 180.0
+
+
+def worker_id() -> str:
+    """The pytest-xdist worker this process is ("gw0", "gw1", ...), or "" outside xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _worker_index() -> int:
+    worker = worker_id()
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+def _try_lock(name: str) -> int | None:
+    """An exclusive lock on LOCK_DIR/name, as an open descriptor (closing it releases the lock), or
+    None if another process (or another descriptor of this one) holds it."""
+    LOCK_DIR.mkdir(mode=0o1777, parents=True, exist_ok=True)
+    fd = os.open(LOCK_DIR / name, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+def lease_redis_db(db: int | None = None, *, timeout: float = LEASE_TIMEOUT) -> tuple[int, int]:
+    """(database number, lock descriptor): a Redis database no other stack on this machine uses
+    until the descriptor is closed. ``db`` asks for one number; otherwise the first free one,
+    starting at a different place for each xdist worker."""
+    candidates = [db] if db is not None else [REDIS_DBS[(_worker_index() + i) % len(REDIS_DBS)] for i in REDIS_DBS]
+    deadline = time.monotonic() + timeout
+    while True:
+        for number in candidates:
+            fd = _try_lock(f"redis-db-{number}")
+            if fd is not None:
+                return number, fd
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no free Redis database among {candidates} after {timeout:.0f} s (see {LOCK_DIR})")
+        time.sleep(0.5)
 
 
 class Stack:
@@ -36,11 +97,11 @@ class Stack:
         *,
         ca_cert: str = "ca-rsa2048.crt",
         ca_key: str = "ca-rsa2048.key",
-        redis_db: int = REDIS_DB,
+        redis_db: int | None = None,
         db_prefix: str = "ca_portal_it",
     ):
-        """``redis_db``: the Redis database that setup and teardown flush (services flavour). Tests
-        that may run beside others (or beside a benchmark) take one of their own."""
+        """``redis_db``: the Redis database that setup and teardown flush (services flavour); by
+        default the stack leases a free one (see lease_redis_db), so that stacks never share one."""
         if flavour not in ("embedded", "services"):
             raise ValueError(flavour)
         self.workdir = workdir
@@ -60,11 +121,15 @@ class Stack:
             PYTHONPATH=str(ROOT),
         )
         self.dbname = ""
-        self.redis_db = redis_db
+        self.redis_db = -1
+        self._redis_lease: weakref.finalize | None = None
         if flavour == "services":
-            self.dbname = f"{db_prefix}_{secrets.token_hex(4)}"
+            # The process id keeps live stacks apart; CREATE DATABASE refuses a name a dead one left.
+            self.dbname = f"{db_prefix}_{os.getpid()}_{secrets.token_hex(4)}"
             self.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{self.dbname}"
-            self.env["REDIS_URL"] = f"{REDIS_BASE}/{redis_db}"
+            self.redis_db, fd = lease_redis_db(redis_db)
+            self._redis_lease = weakref.finalize(self, os.close, fd)
+            self.env["REDIS_URL"] = f"{REDIS_BASE}/{self.redis_db}"
             self.env["CELERY_VISIBILITY_TIMEOUT"] = "5"
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -78,12 +143,17 @@ class Stack:
     def teardown(self) -> None:
         self.stop_worker()
         if self.flavour == "services":
-            _redis_flush(self.redis_db)
-            _pg_admin(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (self.dbname,),
-            )
-            _pg_admin(f'DROP DATABASE IF EXISTS "{self.dbname}"')
+            try:
+                _redis_flush(self.redis_db)
+                _pg_admin(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (self.dbname,),
+                )
+                _pg_admin(f'DROP DATABASE IF EXISTS "{self.dbname}"')
+            finally:
+                if self._redis_lease is not None:
+                    self._redis_lease()  # the database is empty again: release it
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -95,7 +165,7 @@ class Stack:
 
     def driver(self, *args: str) -> Any:
         result = subprocess.run(
-            [PYTHON, str(ROOT / "tests" / "integration" / "driver.py"), *args],
+            [PYTHON, str(ROOT / "devtools" / "driver.py"), *args],
             env=self.env,
             cwd=ROOT,
             capture_output=True,
@@ -106,11 +176,21 @@ class Stack:
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def start_worker(
-        self, *, concurrency: int = 1, failpoints: str = "", queues: str = "signer,render", loglevel: str = "INFO"
+        self,
+        *,
+        concurrency: int = 1,
+        failpoints: str = "",
+        queues: str = "signer,render",
+        loglevel: str = "INFO",
+        wait: bool = True,
     ) -> None:
+        """Start a Celery worker on the stack; with ``wait``, return once it consumes (its log says
+        "ready."), so that what a test times afterwards is the work and not the start-up, which
+        takes many seconds on a loaded machine."""
         env = dict(self.env)
         if failpoints:
             env["CA_PORTAL_FAILPOINTS"] = failpoints
+        offset = self.worker_log.stat().st_size if self.worker_log.exists() else 0
         log = self.worker_log.open("ab")
         self.worker = subprocess.Popen(
             [
@@ -124,6 +204,11 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: a failpoint may kill the whole group
         )  # fmt: skip
+        log.close()  # the worker has its own descriptor
+        if wait:
+            if loglevel.upper() not in ("DEBUG", "INFO"):
+                raise ValueError("waiting for the worker needs its INFO lines: loglevel DEBUG or INFO, or wait=False")
+            wait_for_log(self.worker_log, b" ready.", self.worker, offset=offset)
 
     def stop_worker(self) -> None:
         if self.worker is None:
@@ -148,13 +233,38 @@ class Stack:
     def worker_alive(self) -> bool:
         return self.worker is not None and self.worker.poll() is None
 
+    def quick_status(self) -> dict[str, Any]:
+        """Requests by status, read straight from the stack's database: cheap enough to poll (the
+        full ``driver status`` starts a Python process and checks every certificate)."""
+        sql = "SELECT status, COUNT(*) FROM authority_certificaterequest GROUP BY status"
+        if self.flavour == "services":
+            import psycopg
+
+            with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
+                rows = conn.execute(sql).fetchall()
+        else:
+            import sqlite3
+
+            conn = sqlite3.connect(self.var / "ca_portal.sqlite3", timeout=30)
+            try:
+                rows = conn.execute(sql).fetchall()
+            finally:
+                conn.close()
+        by_status = {str(status): int(count) for status, count in rows}
+        return {"requests": sum(by_status.values()), "by_status": by_status}
+
     def wait_for(self, predicate: Any, *, timeout: float, interval: float = 0.5) -> dict[str, Any]:
+        """Poll until ``predicate(state)`` holds, then return the full ``driver status``. The
+        predicate sees quick_status() ("requests", "by_status") while polling, and must hold for
+        the full status too."""
         deadline = time.monotonic() + timeout
         state: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            state = self.driver("status")
+            state = self.quick_status()
             if predicate(state):
-                return state
+                state = self.driver("status")
+                if predicate(state):
+                    return state
             time.sleep(interval)
         log = self.worker_log.read_text(errors="replace")[-4000:] if self.worker_log.exists() else ""
         raise AssertionError(f"timed out; last state: {state}\n--- worker log tail ---\n{log}")
@@ -177,13 +287,31 @@ def _redis_flush(db: int) -> None:
 # --- processes beside the stack: gunicorn, `manage.py serve` ---------------------------------------
 
 
+_held_ports: dict[int, int] = {}  # port -> lock descriptor, kept for the life of this process
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 that nothing listens on and that no other caller of free_port() on this
+    machine gets while this process lives (a lock file per port; the server may bind it later)."""
+    for _ in range(1000):
+        port = random.choice(PORTS)
+        if port in _held_ports:
+            continue
+        fd = _try_lock(f"port-{port}")
+        if fd is None:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                os.close(fd)
+                continue
+        _held_ports[port] = fd
+        return port
+    raise RuntimeError(f"no free port in {PORTS}")
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, *, timeout: float = 30) -> None:
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, *, timeout: float = START_TIMEOUT) -> None:
     """Until ``url``/healthz answers ok; fails with the log's tail if the process dies or time runs out."""
     deadline = time.monotonic() + timeout
     while True:
@@ -195,6 +323,23 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, *, timeo
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"{url} did not come up:\n{log.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.2)
+
+
+def wait_for_log(
+    log: Path, marker: bytes, process: subprocess.Popen[bytes], *, offset: int = 0, timeout: float = START_TIMEOUT
+) -> None:
+    """Until ``marker`` appears in ``log`` past ``offset`` (e.g. a Celery worker's "ready."); fails
+    with the log's tail if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            if marker in handle.read():
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            state = "exited" if process.poll() is not None else f"not there after {timeout:.0f} s"
+            raise AssertionError(f"{marker!r} {state}:\n{log.read_text(errors='replace')[-4000:]}")
         time.sleep(0.2)
 
 
