@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,37 @@ import pytest
 from django.conf import settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pki"
+
+# The integration tests that take longest (a minute or more on a loaded 2-core machine), started
+# first under pytest-xdist so that they do not make the tail of the run; see pytest_collection_modifyitems.
+SLOWEST_FIRST = (
+    "tests/integration/test_worker_crash.py::test_it_survives_a_pool_child_killed_at_every_failpoint",
+    "tests/integration/test_serve.py",
+    "tests/integration/test_est_strongswan.py",
+    "tests/integration/test_secret_canary.py",
+    "tests/integration/test_broker_down.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (each worker collects, in the same order), the tests that wait on real
+    processes go first, the slowest of them at the head, each followed by two quick ones: a worker
+    is handed its next tests while it runs one, and those should not be slow ones as well.
+    A run without xdist keeps the collection order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(SLOWEST_FIRST) if item.nodeid.startswith(prefix)), len(SLOWEST_FIRST))
+
+    slow = sorted((item for item in items if item.get_closest_marker("integration")), key=rank)
+    quick = [item for item in items if not item.get_closest_marker("integration")]
+    ordered: list[pytest.Item] = []
+    for item in slow:
+        ordered.append(item)
+        ordered.extend(quick[:2])
+        del quick[:2]
+    items[:] = ordered + quick
 
 
 def fixture_bytes(name: str) -> bytes:

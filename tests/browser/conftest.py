@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.stack import PYTHON, ROOT, Stack, free_port, wait_healthy
+from devtools.stack import PYTHON, ROOT, Stack, free_port, wait_for_log, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -52,15 +52,19 @@ def browser_required() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    browser_items = [item for item in items if item.path.is_relative_to(HERE)]
+    # One deployment per module (the module-scoped ``portal``): under pytest-xdist --dist loadgroup
+    # a module's tests run in one worker, which starts that deployment once.
+    for item in browser_items:
+        item.add_marker(pytest.mark.xdist_group(f"browser-{item.path.stem}"))
     if CHROMIUM.exists() or browser_required():
         return
     skip = pytest.mark.skip(
         reason=f"{CHROMIUM} is missing: apt-get install chromium "
         "(set CA_PORTAL_REQUIRE_BROWSER=1 to make this a failure, as CI does)"
     )
-    for item in items:
-        if item.path.is_relative_to(HERE):
-            item.add_marker(skip)
+    for item in browser_items:
+        item.add_marker(skip)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -107,9 +111,11 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
             cwd=ROOT,
             stdout=sink,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a group of its own: nothing is left behind if serve does not stop cleanly
         )
     try:
-        wait_healthy(url, process, log, timeout=60)
+        wait_healthy(url, process, log)
+        wait_for_log(log, b" ready.", process)  # the signing worker consumes: the tests' waits are for the work
         yield Portal(stack=stack, url=url, log=log, process=process)
     finally:
         if process.poll() is None:
@@ -117,8 +123,12 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
         stack.teardown()
 
 
