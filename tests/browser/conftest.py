@@ -52,19 +52,15 @@ def browser_required() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    browser_items = [item for item in items if item.path.is_relative_to(HERE)]
-    # One deployment per module (the module-scoped ``portal``): under pytest-xdist --dist loadgroup
-    # a module's tests run in one worker, which starts that deployment once.
-    for item in browser_items:
-        item.add_marker(pytest.mark.xdist_group(f"browser-{item.path.stem}"))
     if CHROMIUM.exists() or browser_required():
         return
     skip = pytest.mark.skip(
         reason=f"{CHROMIUM} is missing: apt-get install chromium "
         "(set CA_PORTAL_REQUIRE_BROWSER=1 to make this a failure, as CI does)"
     )
-    for item in browser_items:
-        item.add_marker(skip)
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(skip)
 
 
 @pytest.hookimpl(wrapper=True)
