@@ -34,6 +34,11 @@ PYTEST := $(BIN)/pytest -q -n $(TEST_JOBS) --dist loadgroup --durations=15
 
 test: setup test-embedded test-postgres
 
+# Bytecode caches are written even where the environment says not to (PYTHONDONTWRITEBYTECODE):
+# each test process would otherwise redo pytest's assertion rewriting of every test module, and
+# each of the many servers and workers the tests start would recompile the project.
+test-embedded test-postgres: export PYTHONDONTWRITEBYTECODE =
+
 test-embedded:
 	CA_PORTAL_SLOW_TESTS=1 $(PYTEST)
 

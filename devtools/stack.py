@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import random
+import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -134,11 +137,32 @@ class Stack:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def setup(self) -> None:
+        """A migrated database and the fixture CA imported (``migrate``, ``import_ca``). Under pytest,
+        stacks set up alike in one run (same flavour, CA and environment) copy the var dir and
+        database that the first of them made (see _template): the same state, without running both
+        commands again in each of the run's many stacks."""
         if self.flavour == "services":
-            _pg_admin(f'CREATE DATABASE "{self.dbname}"')
             _redis_flush(self.redis_db)
-        self.manage("migrate", "--noinput", "-v0")
-        self.manage("import_ca", "--cert", str(FIXTURES / self.ca_cert), "--key", str(FIXTURES / self.ca_key))
+        if not TEMPLATES:
+            self._make(self.env, self.dbname)
+            return
+        var, dbname = _template(self)
+        shutil.copytree(var, self.var, dirs_exist_ok=True)
+        if self.flavour == "services":
+            _pg_create_from(self.dbname, dbname)
+
+    def _make(self, env: dict[str, str], dbname: str) -> None:
+        if self.flavour == "services":
+            _pg_admin(f'CREATE DATABASE "{dbname}"')
+        self.manage("migrate", "--noinput", "-v0", env=env)
+        self.manage("import_ca", "--cert", str(FIXTURES / self.ca_cert), "--key", str(FIXTURES / self.ca_key), env=env)
+
+    def setup_key(self) -> str:
+        """What the state after setup() depends on: the flavour, the CA and the environment, less
+        what differs between stacks that start out alike (their own var dir, database, Redis)."""
+        env = {k: v for k, v in self.env.items() if k not in _OWN_ENV and not k.startswith("PYTEST_")}
+        blob = json.dumps([self.flavour, self.ca_cert, self.ca_key, sorted(env.items())])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def teardown(self) -> None:
         self.stop_worker()
@@ -155,9 +179,11 @@ class Stack:
                 if self._redis_lease is not None:
                     self._redis_lease()  # the database is empty again: release it
 
-    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def manage(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [PYTHON, str(ROOT / "manage.py"), *args], env=self.env, cwd=ROOT, capture_output=True, text=True
+            [PYTHON, str(ROOT / "manage.py"), *args], env=env or self.env, cwd=ROOT, capture_output=True, text=True
         )
         if check and result.returncode != 0:
             raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -268,6 +294,109 @@ class Stack:
             time.sleep(interval)
         log = self.worker_log.read_text(errors="replace")[-4000:] if self.worker_log.exists() else ""
         raise AssertionError(f"timed out; last state: {state}\n--- worker log tail ---\n{log}")
+
+
+# --- set-up templates (see Stack.setup) -----------------------------------------------------------
+
+# Under pytest (which sets PYTEST_VERSION) stacks start from templates; benchmarks make each afresh.
+TEMPLATES = "PYTEST_VERSION" in os.environ
+_OWN_ENV = {"CA_PORTAL_VAR_DIR", "DATABASE_URL", "REDIS_URL"}
+
+
+def _run_owner() -> int:
+    """The process whose run the templates belong to: the pytest-xdist controller (the workers'
+    parent) or this process; they are dropped when it ends (drop_templates) or found stale later."""
+    return os.getppid() if worker_id() else os.getpid()
+
+
+def _template(stack: Stack) -> tuple[Path, str]:
+    """The var dir and database name of the run's template for stacks set up like ``stack``; the
+    first caller (any worker of the run: a lock file orders them) makes it with ``stack._make``."""
+    owner = _run_owner()
+    name = f"tpl-{owner}-{stack.setup_key()}"
+    home = LOCK_DIR / name
+    dbname = f"ca_portal_{name.replace('-', '_')}" if stack.flavour == "services" else ""
+    LOCK_DIR.mkdir(mode=0o1777, parents=True, exist_ok=True)
+    fd = os.open(LOCK_DIR / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not (home / "ready").exists():
+            _drop_stale_templates()
+            shutil.rmtree(home, ignore_errors=True)
+            if dbname:
+                _pg_admin(f'DROP DATABASE IF EXISTS "{dbname}"')
+            (home / "var").mkdir(parents=True)
+            env = dict(stack.env, CA_PORTAL_VAR_DIR=str(home / "var"))
+            if dbname:
+                env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{dbname}"
+            stack._make(env, dbname)
+            (home / "ready").touch()
+    finally:
+        os.close(fd)
+    return home / "var", dbname
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def drop_templates(owner: int | None = None, *, stale_only: bool = False) -> None:
+    """Remove the templates of ``owner``'s run (default: this process's), or with ``stale_only``
+    those of every run whose process is gone."""
+
+    if not stale_only and not any(LOCK_DIR.glob(f"tpl-{owner or os.getpid()}-*")):
+        return  # this run made none (each template has its directory here)
+
+    def doomed(name: str) -> bool:
+        match = re.match(r"(?:ca_portal_)?tpl[-_](\d+)[-_]", name)
+        if match is None:
+            return False
+        pid = int(match.group(1))
+        return not _pid_alive(pid) if stale_only else pid == (owner or os.getpid())
+
+    if LOCK_DIR.is_dir():
+        for path in LOCK_DIR.glob("tpl-*"):
+            if doomed(path.name):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'ca!_portal!_tpl!_%' ESCAPE '!'")
+            for name in [row[0] for row in rows]:
+                if doomed(name):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # type: ignore[arg-type]
+    except psycopg.OperationalError:  # PostgreSQL is not there: no templates in it either
+        pass
+
+
+def _drop_stale_templates() -> None:
+    drop_templates(stale_only=True)
+
+
+def _pg_create_from(dbname: str, template: str) -> None:
+    """CREATE DATABASE from a template; PostgreSQL refuses while a session is still connected to
+    the template (the commands that made it may not have left yet), so retry for a while."""
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _pg_admin(f'CREATE DATABASE "{dbname}" TEMPLATE "{template}"')
+            return
+        except psycopg.errors.ObjectInUse:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _pg_admin(sql: str, params: tuple[str, ...] = ()) -> None:

@@ -45,6 +45,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return Scheduler(config, log)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run is over (in the xdist controller, or in a run without xdist): drop the set-up
+    templates its integration stacks shared (devtools.stack.Stack.setup)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        from devtools.stack import drop_templates
+
+        drop_templates()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (each worker collects, in the same order), the tests that wait on real
     processes go first, the slowest of them at the head, each followed by two quick ones: a worker
