@@ -25,13 +25,25 @@ run: setup
 
 # The whole suite on the embedded default (SQLite + filesystem broker; the integration tests
 # also start real workers on Redis + PostgreSQL), then the database tests again on PostgreSQL.
+# In parallel (pytest-xdist): TEST_JOBS processes, more than the cores because the integration and
+# browser tests mostly wait on the servers and workers they start; each browser module stays in
+# one process (--dist loadgroup), which starts its deployment once. The slowest 15 tests are listed
+# at the end. CA_PORTAL_SLOW_TESTS=1 runs the long cases too (the 100,000-entry CRLs).
+TEST_JOBS ?= 4
+PYTEST := $(BIN)/pytest -q -n $(TEST_JOBS) --dist loadgroup --durations=15
+
 test: setup test-embedded test-postgres
 
+# Bytecode caches are written even where the environment says not to (PYTHONDONTWRITEBYTECODE):
+# each test process would otherwise redo pytest's assertion rewriting of every test module, and
+# each of the many servers and workers the tests start would recompile the project.
+test-embedded test-postgres: export PYTHONDONTWRITEBYTECODE =
+
 test-embedded:
-	$(BIN)/pytest -q
+	CA_PORTAL_SLOW_TESTS=1 $(PYTEST)
 
 test-postgres:
-	DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q -m "not integration and not browser" \
+	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -m "not integration and not browser" \
 		tests/authority tests/enrollment tests/api tests/bundles tests/test_authz_matrix.py tests/test_csrf.py
 
 lint: setup

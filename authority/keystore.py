@@ -18,7 +18,7 @@ from pathlib import Path
 from django.conf import settings
 
 from authority.models import CertificateAuthority
-from pki.keys import PrivateKey, encrypt_private_key, load_private_key, public_key_der
+from pki.keys import SCRYPT_N, PrivateKey, encrypt_private_key, load_private_key, public_key_der
 
 
 class SignerUnavailable(RuntimeError):
@@ -78,7 +78,8 @@ def store_key(key: PrivateKey, file_name: str) -> Path:
     key_dir = Path(settings.CA_KEY_DIR)
     key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = key_dir / file_name
-    data = encrypt_private_key(key, read_passphrase())
+    # CA_KEY_SCRYPT_N is for the test settings only (a cheap work factor); deployments never set it.
+    data = encrypt_private_key(key, read_passphrase(), scrypt_n=getattr(settings, "CA_KEY_SCRYPT_N", SCRYPT_N))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)

@@ -40,8 +40,8 @@ from bundles.archive import build_zip  # noqa: E402
 from bundles.renderers import engine  # noqa: E402
 from bundles.renderers.bundle import finish, render_files  # noqa: E402
 from bundles.renderers.spec import SUITES  # noqa: E402
-from tests import bundlecase  # noqa: E402
-from tests.integration.stack import PYTHON, Stack  # noqa: E402
+from devtools import bundlecase  # noqa: E402
+from devtools.stack import PYTHON, Stack  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 TARGET_P50_MS = 15.0
@@ -196,7 +196,7 @@ def workers(flavour: str, n: int, concurrency: int) -> dict[str, Any]:
             if "seeded" not in seeded.stdout:
                 raise SystemExit(f"seeding failed:\n{seeded.stdout}\n{seeded.stderr[-3000:]}")
             start = time.monotonic()
-            stack.start_worker(concurrency=concurrency, queues="render", loglevel="WARNING")
+            stack.start_worker(concurrency=concurrency, queues="render", loglevel="WARNING", wait=False)
             # The first render of everything: the sweeper is what a worker's beat (or an issuance) wakes.
             stack.manage("shell", "-c", "from bundles.services import bundles_render_stale; bundles_render_stale()")
             first = _wait(stack, COUNT_SQL[1], n + 1, timeout=600)

@@ -1,4 +1,4 @@
-"""Runs inside a stack's environment (see tests/integration/stack.py) for bench/issuance.py.
+"""Runs inside a stack's environment (see devtools/stack.py) for bench/issuance.py.
 
 python bench/driver.py submit N PREFIX   -> JSON {"first_id", "last_id", "elapsed"}: N requests through
                                             certificate_request_create (CSR vetting, row, audit event,

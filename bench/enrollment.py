@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.stack import PYTHON, Stack, free_port  # noqa: E402
+from devtools.stack import PYTHON, Stack, free_port  # noqa: E402
 
 CSR = (ROOT / "tests" / "fixtures" / "pki" / "client-nocn.csr").read_text()
 USERS_SCRIPT = """

@@ -68,7 +68,7 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
-from tests.integration.stack import BIN, FIXTURES, Stack, free_port, stop_group, wait_healthy  # noqa: E402
+from devtools.stack import BIN, FIXTURES, Stack, free_port, stop_group, wait_healthy  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 TARGET_P95_MS = 150.0
@@ -86,9 +86,6 @@ REASONS = [
     "privilegeWithdrawn",
 ]
 CSR_PEM = (FIXTURES / "client-nocn.csr").read_text()
-# Not stack.py's Redis database 12: the integration tests flush that one in their set-up and
-# tear-down, and they may be running meanwhile (test_bundles_worker.py uses 13).
-BENCH_REDIS_DB = 14
 
 
 def _load() -> float:
@@ -691,7 +688,7 @@ def main() -> int:
     exports: list[dict[str, Any]] = []
     crls: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-inventory-") as tmp:
-        stack = Stack(Path(tmp), "services", redis_db=BENCH_REDIS_DB)
+        stack = Stack(Path(tmp), "services")  # leases a Redis database no test uses meanwhile
         stack.env["LOG_LEVEL"] = "WARNING"
         port = free_port()
         stack.env["SITE_URL"] = f"http://127.0.0.1:{port}"

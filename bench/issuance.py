@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
-from tests.integration.stack import FIXTURES, PYTHON, Stack  # noqa: E402
+from devtools.stack import FIXTURES, PYTHON, Stack  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 CSR_FILE = FIXTURES / "client-nocn.csr"
@@ -221,7 +221,7 @@ def portal_run(
     counter = IssuedCounter(stack)
     try:
         spawned = time.monotonic()
-        stack.start_worker(concurrency=concurrency, queues=queues)
+        stack.start_worker(concurrency=concurrency, queues=queues, wait=False)  # the start-up is part of the run
         assert stack.worker is not None
         deadline = spawned + timeout
         first_seen = None

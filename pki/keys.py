@@ -66,9 +66,17 @@ def signature_hash(key: PrivateKey | PublicKey) -> SignatureHash:
 
 
 def encrypt_private_key(
-    key: PrivateKey, passphrase: bytes, *, salt: bytes | None = None, iv: bytes | None = None
+    key: PrivateKey,
+    passphrase: bytes,
+    *,
+    salt: bytes | None = None,
+    iv: bytes | None = None,
+    scrypt_n: int = SCRYPT_N,
 ) -> bytes:
-    """PEM ``ENCRYPTED PRIVATE KEY``: PKCS#8 under PBES2 with scrypt and AES-256-CBC (RFC 8018, RFC 7914)."""
+    """PEM ``ENCRYPTED PRIVATE KEY``: PKCS#8 under PBES2 with scrypt and AES-256-CBC (RFC 8018, RFC 7914).
+
+    ``scrypt_n`` is the work factor written into the file (a power of two); only the test settings
+    lower it, to keep a suite that stores hundreds of keys fast."""
     if not passphrase:
         raise KeyRejected("refusing to encrypt a key with an empty passphrase")
     salt = salt if salt is not None else os.urandom(16)
@@ -76,13 +84,13 @@ def encrypt_private_key(
     plain = key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    aes_key = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase)
+    aes_key = Scrypt(salt=salt, length=32, n=scrypt_n, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase)
     padder = padding.PKCS7(128).padder()
     padded = padder.update(plain) + padder.finalize()
     encryptor = Cipher(algorithms.AES(aes_key), modes.CBC(iv)).encryptor()
     encrypted = encryptor.update(padded) + encryptor.finalize()
     scrypt_params = der.sequence(
-        der.octet_string(salt), der.integer(SCRYPT_N), der.integer(SCRYPT_R), der.integer(SCRYPT_P), der.integer(32)
+        der.octet_string(salt), der.integer(scrypt_n), der.integer(SCRYPT_R), der.integer(SCRYPT_P), der.integer(32)
     )
     algorithm = der.sequence(
         der.oid(_OID_PBES2),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,102 @@ from django.conf import settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pki"
 
+# The integration tests that take longest (a minute or more on a loaded 2-core machine), started
+# first under pytest-xdist so that they do not make the tail of the run; see pytest_collection_modifyitems.
+SLOWEST_FIRST = (
+    "tests/integration/test_worker_crash.py::test_it_survives_a_pool_child_killed_at_every_failpoint",
+    "tests/integration/test_serve.py",
+    "tests/integration/test_est_strongswan.py",
+    "tests/integration/test_secret_canary.py",
+    "tests/integration/test_broker_down.py",
+)
+
+
+# Tests that share a module-scoped deployment run in one xdist worker, which starts it once.
+TOGETHER_BY_MODULE = ("tests/browser/",)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before pytest-xdist's own schedulers
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (make test): every test is a unit of work of its own, handed to the next
+    free worker, except that the tests of a module under TOGETHER_BY_MODULE form one unit. (xdist's
+    own loadgroup reads xdist_group marks into node ids, which pytest 9.2 no longer lets it change.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduler(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module.startswith(TOGETHER_BY_MODULE) else nodeid
+
+    return Scheduler(config, log)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run is over (in the xdist controller, or in a run without xdist): drop the set-up
+    templates its integration stacks shared (devtools.stack.Stack.setup)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        from devtools.stack import drop_templates
+
+        drop_templates()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (each worker collects, in the same order), the tests that wait on real
+    processes go first, the slowest of them at the head, each followed by two quick ones: a worker
+    is handed its next tests while it runs one, and those should not be slow ones as well.
+    A run without xdist keeps the collection order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(SLOWEST_FIRST) if item.nodeid.startswith(prefix)), len(SLOWEST_FIRST))
+
+    slow = sorted((item for item in items if item.get_closest_marker("integration")), key=rank)
+    quick = [item for item in items if not item.get_closest_marker("integration")]
+    ordered: list[pytest.Item] = []
+    for item in slow:
+        ordered.append(item)
+        ordered.extend(quick[:2])
+        del quick[:2]
+    items[:] = ordered + quick
+
 
 def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _each_rsa_key_checked_once() -> Iterator[None]:
+    """cryptography checks an RSA private key's primes on every load, about 40 ms of CPU for
+    RSA-2048, and the suite loads the same few keys thousands of times (each ``ca`` fixture imports
+    the fixture CA key, each signing test loads it back from the key store). Here each distinct
+    key is checked once per test process; a key that fails the check is not remembered, so it
+    fails every time, and a wrong passphrase fails as before. Keys are immutable: handing out the
+    same object again is the same as loading it again."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    real = serialization.load_pem_private_key
+    checked: dict[bytes, Any] = {}
+
+    def load(
+        data: bytes, password: bytes | None, backend: Any = None, *, unsafe_skip_rsa_key_validation: bool = False
+    ) -> Any:
+        key = real(data, password, backend, unsafe_skip_rsa_key_validation=True)
+        if unsafe_skip_rsa_key_validation or not isinstance(key, rsa.RSAPrivateKey):
+            return key  # nothing else is checked on load
+        der = key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        if der not in checked:
+            checked[der] = real(data, password, backend)  # the full check; raises for a bad key
+        return checked[der]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(serialization, "load_pem_private_key", load)
+        yield
 
 
 @pytest.fixture

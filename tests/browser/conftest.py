@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.stack import PYTHON, ROOT, Stack, free_port, wait_healthy
+from devtools.stack import PYTHON, ROOT, Stack, free_port, wait_for_log, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -107,9 +107,11 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
             cwd=ROOT,
             stdout=sink,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a group of its own: nothing is left behind if serve does not stop cleanly
         )
     try:
-        wait_healthy(url, process, log, timeout=60)
+        wait_healthy(url, process, log)
+        wait_for_log(log, b" ready.", process)  # the signing worker consumes: the tests' waits are for the work
         yield Portal(stack=stack, url=url, log=log, process=process)
     finally:
         if process.poll() is None:
@@ -117,8 +119,12 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
         stack.teardown()
 
 

@@ -18,8 +18,8 @@ from authority.models import AuditEvent
 from bundles.forms import SiteProfileForm
 from bundles.models import SiteProfile
 from bundles.renderers.spec import Service
+from devtools.bundlecase import site
 from enrollment.models import Peer
-from tests.bundlecase import site
 from tests.bundles.conftest import issue, render
 from tests.conftest import login
 

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.stack import FIXTURES, Stack, free_port, stop_group
 from tests.deploy import nginx_site
 from tests.deploy.nginx_site import HOST, HSTS, make_certificate, nginx_binary, nginx_conf, nginx_user, render_site
 from tests.deploy.units import DEPLOY, UNITS, Layout, Unit, env_file, tool, unavailable
-from tests.integration.stack import FIXTURES, Stack, free_port, stop_group
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.stack import free_port
 from tests.deploy import nginx_site
 from tests.deploy.nginx_site import SITE, make_certificate, nginx_binary, nginx_conf, nginx_user, render_site
-from tests.integration.stack import free_port
 
 
 @pytest.fixture(scope="module")

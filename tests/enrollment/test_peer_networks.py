@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from authority.models import AuditEvent
 from bundles.renderers.spec import Gateway, PeerSpec, SpecRejected
+from devtools.bundlecase import site
 from enrollment.models import Peer
 from enrollment.services import EnrollmentError, parse_networks, peer_register
 from tests.api.conftest import ANY_FQDN_CSR, token_client
-from tests.bundlecase import site
 from tests.bundles.conftest import issue, render
 from tests.conftest import login
 

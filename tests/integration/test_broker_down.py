@@ -3,12 +3,11 @@ submitter gets no error; once the broker is back, the sweeper queues the waiting
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.stack import Stack
+from devtools.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -19,11 +18,10 @@ def test_it_keeps_requests_when_redis_is_unreachable_and_issues_them_later(tmp_p
     try:
         real_redis = stack.env["REDIS_URL"]
         stack.env["REDIS_URL"] = "redis://127.0.0.1:1/12"  # nothing listens on port 1
-        started = time.monotonic()
-        ids = stack.driver("submit", "5", "down")
-        elapsed = time.monotonic() - started
-        assert len(ids) == 5
-        assert elapsed < 20, f"submitting with the broker down took {elapsed:.1f} s"
+        # Timed inside the submitting process: its start-up (seconds on a loaded machine) is no part of it.
+        submitted = stack.driver("submit-timed", "5", "down")
+        assert len(submitted["ids"]) == 5
+        assert submitted["elapsed"] < 20, f"submitting with the broker down took {submitted['elapsed']:.1f} s"
         stack.env["REDIS_URL"] = real_redis
         state = stack.driver("status")
         assert state["requests"] == 5

@@ -33,7 +33,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.integration.stack import BIN, FIXTURES, ROOT, Stack, free_port, stop_group, wait_healthy
+from devtools.stack import BIN, FIXTURES, ROOT, Stack, free_port, stop_group, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +44,6 @@ LAPTOP = "laptop.example.com"
 CLIENT_CSR = (FIXTURES / "client-rsa2048.csr").read_text()  # CN=client.example.com
 ANY_CSR = (FIXTURES / "client-nocn.csr").read_text()  # no CN: fits any FQDN
 BUNDLE_TIMEOUT = 30.0
-# Not stack.py's Redis database 12: other integration tests flush that one in their set-up and
-# tear-down, which would take this test's queued messages with it if they ran at the same time.
-BUNDLES_REDIS_DB = 13
 
 USERS_SCRIPT = """
 import json
@@ -112,7 +109,7 @@ class Site:
 
 @pytest.fixture(params=["embedded", "services"])
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
-    stack = Stack(tmp_path, request.param, redis_db=BUNDLES_REDIS_DB, db_prefix="ca_portal_it_bundles")
+    stack = Stack(tmp_path, request.param, db_prefix="ca_portal_it_bundles")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     stack.env["SITE_URL"] = url

@@ -1,6 +1,6 @@
 """EST against strongSwan's own client: ``pki --est`` enrolls a key it made, through approval, on a real portal.
 
-A real deployment (tests/integration/stack.py): gunicorn with TLS (``pki --est`` speaks HTTPS only,
+A real deployment (devtools/stack.py): gunicorn with TLS (``pki --est`` speaks HTTPS only,
 with strongSwan's own TLS stack, and checks the server's certificate against ``--cacert``) and a
 real Celery worker that signs. strongSwan makes the key and the request (``pki --gen``, ``pki --req
 --san``); ``pki --est`` is started in the background with HTTP Basic credentials and polls (202,
@@ -35,15 +35,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.integration.stack import BIN, FIXTURES, ROOT, Stack, free_port, stop_group, wait_healthy
+from devtools.stack import BIN, FIXTURES, ROOT, Stack, free_port, stop_group, wait_healthy
 
 pytestmark = pytest.mark.integration
 
 FQDN = "laptop.example.org"
 PASSWORD = "correct horse battery staple"
-# Not stack.py's Redis database 12 (flushed by other integration tests and used by benchmarks),
-# nor 13 (the bundles test) or 14 (bench/inventory.py).
-EST_REDIS_DB = 15
 POLL_LIMIT = 90  # seconds pki --est may poll (--maxpolltime)
 
 USERS_SCRIPT = """
@@ -201,7 +198,7 @@ def _gunicorn(stack: Stack, bind: str, log: Path, *tls: str) -> subprocess.Popen
 @pytest.fixture(params=["embedded", "services"])
 def portal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Portal]:
     _pki()  # skip (or fail in CI) before starting anything
-    stack = Stack(tmp_path, request.param, redis_db=EST_REDIS_DB, db_prefix="ca_portal_it_est")
+    stack = Stack(tmp_path, request.param, db_prefix="ca_portal_it_est")
     # pki --est polls at the larger of --interval and the first Retry-After: keep the test quick.
     stack.env["EST_RETRY_AFTER_SECONDS"] = "1"
     tls_ca, tls_cert, tls_key = _tls_files(tmp_path)

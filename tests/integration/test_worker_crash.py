@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.stack import Stack
+from devtools.stack import Stack
 
 pytestmark = pytest.mark.integration
 

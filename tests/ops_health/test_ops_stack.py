@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.stack import BIN, ROOT, Stack, free_port, stop_group, wait_healthy
+from devtools.stack import BIN, ROOT, Stack, free_port, stop_group, wait_healthy
 from tests.ops_health.conftest import TOKEN, samples
 
 pytestmark = pytest.mark.integration
@@ -141,7 +141,7 @@ def test_the_broker_check_pings_a_real_redis() -> None:
     from celery import Celery
 
     from core import health
-    from tests.integration.stack import REDIS_BASE
+    from devtools.stack import REDIS_BASE
 
     started = time.monotonic()
     health._probe_broker(Celery("probe", broker=f"{REDIS_BASE}/13", set_as_current=False))

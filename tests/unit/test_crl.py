@@ -588,18 +588,20 @@ def _many_entries(count: int) -> list[RevokedEntry]:
 
 
 def _timed_build(ca_name: str, count: int) -> tuple[float, x509.CertificateRevocationList]:
+    """The CPU seconds this process spent building and encoding the CRL: unlike the wall clock, they
+    do not grow when the suite runs in parallel (pytest-xdist) or beside other work on the machine."""
     entries = _many_entries(count)
-    started = time.perf_counter()
+    started = time.process_time()
     crl = make_crl(ca_name, entries)
     crl_der(crl)
-    return time.perf_counter() - started, crl
+    return time.process_time() - started, crl
 
 
 @pytest.mark.parametrize("ca_name", CAS)
 def test_it_builds_a_crl_of_10_000_entries_quickly(ca_name: str) -> None:
     seconds, crl = _timed_build(ca_name, 10_000)
     assert len(crl) == 10_000
-    assert seconds < 2.0, f"10,000 entries took {seconds:.2f} s"
+    assert seconds < 2.0, f"10,000 entries took {seconds:.2f} s of CPU"
 
 
 @pytest.mark.skipif(os.environ.get("CA_PORTAL_SLOW_TESTS") != "1", reason="set CA_PORTAL_SLOW_TESTS=1")
@@ -607,8 +609,8 @@ def test_it_builds_a_crl_of_10_000_entries_quickly(ca_name: str) -> None:
 def test_it_builds_a_crl_of_100_000_entries_in_under_10_seconds(ca_name: str) -> None:
     seconds, crl = _timed_build(ca_name, 100_000)
     assert len(crl) == 100_000
-    assert seconds < 10.0, f"100,000 entries took {seconds:.2f} s"
+    assert seconds < 10.0, f"100,000 entries took {seconds:.2f} s of CPU"
     ca = fixture_ca(ca_name)
     output = openssl_crl_verify(crl_pem(crl), cert_pem(ca.cert))
     assert "verify OK" in output, output
-    print(f"\n100,000 entries, {ca_name} CA: {seconds:.2f} s, {len(crl_der(crl)):,} bytes")
+    print(f"\n100,000 entries, {ca_name} CA: {seconds:.2f} s of CPU, {len(crl_der(crl)):,} bytes")

@@ -26,7 +26,7 @@ from bundles.renderers.readers import pf
 from bundles.renderers.readers import swanctl as swanctl_reader
 from bundles.renderers.spec import PeerSpec, Service, Site, SpecRejected
 from bundles.renderers.swanctl import render_swanctl_conf
-from tests.bundlecase import client_peer, gateway, gateway_peer, laptop_peer, site
+from devtools.bundlecase import client_peer, gateway, gateway_peer, laptop_peer, site
 
 Peers = dict[str, PeerSpec]
 

@@ -20,7 +20,7 @@ from bundles.renderers.engine import environment
 from bundles.renderers.iked import render_iked_conf
 from bundles.renderers.readers import pf
 from bundles.renderers.spec import SUITES, WEAK_TOKENS, PeerSpec, Site
-from tests.bundlecase import client_peer, gateway_peer, laptop_peer, site
+from devtools.bundlecase import client_peer, gateway_peer, laptop_peer, site
 from tests.unit.bundles.golden import assert_matches_golden
 
 PEERS: dict[str, Callable[[], PeerSpec]] = {

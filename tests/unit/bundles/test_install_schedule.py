@@ -20,7 +20,7 @@ from bundles.archive import build_zip
 from bundles.renderers.bundle import finish, render_files
 from bundles.renderers.engine import environment
 from bundles.renderers.spec import PeerSpec
-from tests.bundlecase import FIXTURES, LAPTOP_PASSPHRASE, client_peer, gateway_peer, laptop_peer, site
+from devtools.bundlecase import FIXTURES, LAPTOP_PASSPHRASE, client_peer, gateway_peer, laptop_peer, site
 
 TOKEN = "cps_" + "A1b2-C3d4_" * 4 + "xyz"
 

@@ -23,7 +23,7 @@ from bundles.archive import BundleFile, build_zip, sha256sums
 from bundles.renderers.docs import render_install_sh
 from bundles.renderers.engine import environment
 from bundles.renderers.spec import PeerSpec
-from tests.bundlecase import FIXTURES, LAPTOP_PASSPHRASE, client_peer, gateway_peer, laptop_peer, site
+from devtools.bundlecase import FIXTURES, LAPTOP_PASSPHRASE, client_peer, gateway_peer, laptop_peer, site
 from tests.unit.bundles.golden import assert_matches_golden
 
 PEERS: dict[str, Callable[[], PeerSpec]] = {

@@ -11,7 +11,7 @@ from bundles.renderers.engine import RenderError, environment
 from bundles.renderers.firewall import MY_IP_PLACEHOLDER, render_ipf_rules
 from bundles.renderers.readers import pf
 from bundles.renderers.spec import PeerSpec, Site
-from tests.bundlecase import client_peer, gateway_peer, laptop_peer, site
+from devtools.bundlecase import client_peer, gateway_peer, laptop_peer, site
 from tests.unit.bundles.golden import assert_matches_golden
 
 

@@ -12,7 +12,7 @@ from bundles.renderers import engine
 from bundles.renderers.isakmpd import MY_ADDRESS, render_isakmpd_conf
 from bundles.renderers.readers.isakmpd_conf import ParsedConf, parse_conf, split_list, structure_problems
 from bundles.renderers.spec import SUITES, Gateway, PeerSpec, Site, SpecRejected
-from tests.bundlecase import client_peer, gateway_peer, laptop_peer, site
+from devtools.bundlecase import client_peer, gateway_peer, laptop_peer, site
 from tests.unit.bundles.golden import assert_matches_golden
 
 ENV = engine.environment()

@@ -23,7 +23,7 @@ from bundles.renderers.isakmpd import render_isakmpd_conf, render_isakmpd_policy
 from bundles.renderers.readers.isakmpd_conf import parse_conf, structure_problems
 from bundles.renderers.readers.keynote import read_policy, tokenize_conditions
 from bundles.renderers.spec import PeerSpec, Site, SpecRejected
-from tests.bundlecase import client_peer, gateway_peer, laptop_peer, site
+from devtools.bundlecase import client_peer, gateway_peer, laptop_peer, site
 
 ENV = engine.environment()
 SITE = site()

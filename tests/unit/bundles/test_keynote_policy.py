@@ -13,7 +13,7 @@ from bundles.renderers import engine
 from bundles.renderers.isakmpd import render_isakmpd_policy
 from bundles.renderers.readers.keynote import Assertion, Token, read_policy, split_assertions
 from bundles.renderers.spec import SUITES, PeerSpec, Site, Suite
-from tests.bundlecase import client_peer, gateway_peer, laptop_peer, site
+from devtools.bundlecase import client_peer, gateway_peer, laptop_peer, site
 from tests.unit.bundles.golden import assert_matches_golden
 
 ENV = engine.environment()

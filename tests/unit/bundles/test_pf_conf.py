@@ -10,7 +10,7 @@ from bundles.renderers.engine import RenderError, environment
 from bundles.renderers.firewall import render_pf_conf
 from bundles.renderers.readers import pf
 from bundles.renderers.spec import Service, Site
-from tests.bundlecase import client_peer, gateway_peer, site
+from devtools.bundlecase import client_peer, gateway_peer, site
 from tests.unit.bundles.golden import assert_matches_golden
 
 # The case study: block + IKE/ESP (4) + ipencap + 2 per service (4 services) + LAN side (4).

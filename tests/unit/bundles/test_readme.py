@@ -9,7 +9,7 @@ import pytest
 from bundles.renderers.docs import render_readme
 from bundles.renderers.engine import environment
 from bundles.renderers.spec import SUITES, PeerSpec
-from tests.bundlecase import client_peer, gateway_peer, laptop_peer, site
+from devtools.bundlecase import client_peer, gateway_peer, laptop_peer, site
 from tests.unit.bundles.golden import assert_matches_golden
 
 PEERS: dict[str, Callable[[], PeerSpec]] = {

@@ -30,7 +30,7 @@ from bundles.renderers.bundle import finish, render_files
 from bundles.renderers.engine import environment
 from bundles.renderers.scripts import render_refresh, render_sync
 from bundles.renderers.spec import PeerSpec, SpecRejected
-from tests.bundlecase import FIXTURES, client_peer, gateway_peer, laptop_peer, site
+from devtools.bundlecase import FIXTURES, client_peer, gateway_peer, laptop_peer, site
 from tests.httpserve import closed_port_url, serve
 from tests.unit.bundles.golden import assert_matches_golden
 

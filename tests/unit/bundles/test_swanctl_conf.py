@@ -26,7 +26,7 @@ from bundles.renderers.engine import environment
 from bundles.renderers.readers import swanctl as reader
 from bundles.renderers.spec import SUITES, WEAK_TOKENS, PeerSpec, Site
 from bundles.renderers.swanctl import render_swanctl_conf
-from tests.bundlecase import FIXTURES, client_peer, gateway_peer, laptop_peer, site
+from devtools.bundlecase import FIXTURES, client_peer, gateway_peer, laptop_peer, site
 from tests.unit.bundles.golden import assert_matches_golden
 
 PEERS: dict[str, Callable[[], PeerSpec]] = {

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from bundles.renderers.spec import SUITES, Gateway, PeerSpec, Service, Site
 
-FIXTURES = Path(__file__).parent / "fixtures" / "casestudy"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "casestudy"
 LAPTOP_PASSPHRASE = "correct horse battery staple"
 
 

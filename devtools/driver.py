@@ -1,9 +1,11 @@
 """Runs inside a stack's environment (see stack.py): submits requests and reports the invariants.
 
-python tests/integration/driver.py submit N        -> JSON list of request ids
-python tests/integration/driver.py status          -> JSON with counts and invariant checks
-python tests/integration/driver.py portal FQDN     -> a peer whose key the signer makes: {"peer", "passphrase"}
-python tests/integration/driver.py approve PEER    -> approve it as a CA admin
+python devtools/driver.py submit N          -> JSON list of request ids
+python devtools/driver.py submit-timed N    -> JSON {"ids", "elapsed"}: "elapsed" times the submissions
+                                               only, not this process's start (slow on a loaded machine)
+python devtools/driver.py status            -> JSON with counts and invariant checks
+python devtools/driver.py portal FQDN       -> a peer whose key the signer makes: {"peer", "passphrase"}
+python devtools/driver.py approve PEER      -> approve it as a CA admin
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ca_portal.settings")
 
-import django
+import django  # noqa: E402
 
 django.setup()
 
@@ -27,7 +31,7 @@ from authority.audit import audit_verify  # noqa: E402
 from authority.models import Certificate, CertificateRequest, IssuanceIntent  # noqa: E402
 from authority.services import active_ca, certificate_request_create  # noqa: E402
 
-CSR = (Path(__file__).resolve().parents[1] / "fixtures" / "pki" / "client-nocn.csr").read_text()
+CSR = (ROOT / "tests" / "fixtures" / "pki" / "client-nocn.csr").read_text()
 
 
 def submit(count: int, prefix: str) -> list[int]:
@@ -107,6 +111,10 @@ if __name__ == "__main__":
     command = sys.argv[1]
     if command == "submit":
         print(json.dumps(submit(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "host")))
+    elif command == "submit-timed":
+        started = time.monotonic()
+        ids = submit(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "host")
+        print(json.dumps({"ids": ids, "elapsed": time.monotonic() - started}))
     elif command == "status":
         print(json.dumps(status()))
     elif command == "portal":
