@@ -8,7 +8,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/ca_portal
 REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 
-.PHONY: setup run test test-embedded test-postgres check lint bench clean
+.PHONY: setup run test test-embedded test-postgres check lint bench bench-backup clean
 
 setup: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
@@ -42,9 +42,13 @@ test-embedded test-postgres: export PYTHONDONTWRITEBYTECODE =
 test-embedded:
 	CA_PORTAL_SLOW_TESTS=1 $(PYTEST)
 
+# The database tests again on PostgreSQL. tests/ops/test_db_roles.py then does the portal's real
+# work as the runtime role of the two-role set-up, on a database of its own (pytest-django's test
+# database needs CREATEDB, DDL and TRUNCATE, which that role must not have); it ran in test-embedded.
 test-postgres:
 	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -m "not integration and not browser" \
-		tests/authority tests/enrollment tests/api tests/bundles tests/test_authz_matrix.py tests/test_csrf.py
+		tests/authority tests/enrollment tests/api tests/bundles tests/audit tests/ops tests/ops_health \
+		tests/test_authz_matrix.py tests/test_csrf.py
 
 lint: setup
 	$(BIN)/ruff check .
@@ -56,6 +60,9 @@ check: lint test
 
 bench: setup
 	$(BIN)/python bench/issuance.py
+
+bench-backup: setup
+	$(BIN)/python bench/backup.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
