@@ -4,7 +4,7 @@ Why each rule (docs/security.md T25, docs/architecture.md "What a peer's bundle 
 
 - Entries are written with ``writestr``/``mkdir`` and an explicit ``ZipInfo``, never
   ``ZipFile.write()``: that copies the mode of whatever file is on the server's disk, and isakmpd
-  silently ignores a config or key that is readable by group or other (ipsec-formats.md §1.1).
+  silently ignores a config or key that is readable by group or other (docs/formats.md §1.1).
 - ``create_system = 3`` (Unix) is what makes unzip honour the mode bits in ``external_attr``.
 - Explicit directory entries (0755, ``private/`` 0700) so unzip creates them with the right mode
   instead of from its umask.

@@ -7,7 +7,6 @@ the var dir (mode 0600), exactly like the CA key passphrase file.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from datetime import timedelta
@@ -17,8 +16,19 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from core.env import env_bool, env_choice, env_int, env_list, env_path, env_str
+from core.env import (
+    env_bool,
+    env_choice,
+    env_file_or_none,
+    env_int,
+    env_list,
+    env_networks,
+    env_path,
+    env_str,
+    renewal_reminder_days,
+)
 from core.listen import DEFAULT_HOST, DEFAULT_PORT, site_url_for
+from core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("CA_PORTAL_VAR_DIR", BASE_DIR / "var")
@@ -288,21 +298,6 @@ CONFIG_TEMPLATE_OVERRIDES = env_path("CA_PORTAL_CONFIG_TEMPLATES", VAR_DIR / "co
 CA_REQUEUE_AFTER_SECONDS = env_int("CA_REQUEUE_AFTER_SECONDS", 60, minimum=5, maximum=86400)
 
 
-def renewal_reminder_days(raw: str, *, name: str = "RENEWAL_REMINDER_DAYS") -> tuple[int, ...]:
-    """Parse "30,7,1": distinct whole numbers of days, 1 to 825, largest first. Anything else stops start-up."""
-    days: list[int] = []
-    for item in raw.split(","):
-        text = item.strip()
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 825:
-            raise ImproperlyConfigured(
-                f"{name} must be a comma list of whole numbers of days between 1 and 825, like 30,7,1; got {raw!r}"
-            )
-        if int(text) in days:
-            raise ImproperlyConfigured(f"{name} names {text} days twice: {raw!r}")
-        days.append(int(text))
-    return tuple(sorted(days, reverse=True))
-
-
 # Renewal: owners are mailed this many days before their certificate expires, and the old certificate
 # is revoked as superseded this many hours after the renewal's bundle was first downloaded.
 RENEWAL_REMINDER_DAYS = renewal_reminder_days(env_str("RENEWAL_REMINDER_DAYS", "30,7,1"))
@@ -383,19 +378,7 @@ CELERY_BEAT_SCHEDULE = {
 # Both formats cut one-time link tokens and credentials out of every line (core/logs.py).
 LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"()": "core.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "core.logs.JsonFormatter"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # Django's own handlers (its DEBUG console, runserver's request lines) would write unredacted
-    # lines: they go, and everything under "django" reaches the root's handler instead.
-    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
-}
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
 # Celery replaces the root logger's handlers in its workers unless told not to: JSON lines would
 # stop there. (Plain lines keep Celery's own format in the workers, which log no URLs.)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
@@ -406,29 +389,7 @@ METRICS_DIR = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR
 METRICS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def _metrics_token_file() -> Path | None:
-    raw = os.environ.get("METRICS_TOKEN_FILE", "")
-    if not raw:
-        return None
-    path = Path(raw).expanduser().resolve()
-    if not path.is_file():
-        raise ImproperlyConfigured(f"METRICS_TOKEN_FILE names {raw!r}, which is not a file")
-    return path
-
-
-def _metrics_addresses() -> list[str]:
-    addresses = env_list("METRICS_ALLOWED_ADDRESSES", [])
-    for address in addresses:
-        try:
-            ipaddress.ip_network(address, strict=False)
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"METRICS_ALLOWED_ADDRESSES must be a comma list of addresses or networks, got {address!r}"
-            ) from None
-    return addresses
-
-
 # /metrics answers `Authorization: Bearer <the file's content>`, or a scraper connecting directly
 # from one of these addresses (never a request forwarded by a proxy). Neither set: /metrics is a 404.
-METRICS_TOKEN_FILE = _metrics_token_file()
-METRICS_ALLOWED_ADDRESSES = _metrics_addresses()
+METRICS_TOKEN_FILE = env_file_or_none("METRICS_TOKEN_FILE")
+METRICS_ALLOWED_ADDRESSES = env_networks("METRICS_ALLOWED_ADDRESSES")

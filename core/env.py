@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -55,3 +56,42 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {'/'.join(choices)}, got {raw!r}")
     return value
+
+
+def renewal_reminder_days(raw: str, *, name: str = "RENEWAL_REMINDER_DAYS") -> tuple[int, ...]:
+    """Parse "30,7,1": distinct whole numbers of days, 1 to 825, largest first. Anything else stops start-up."""
+    days: list[int] = []
+    for item in raw.split(","):
+        text = item.strip()
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 825:
+            raise ImproperlyConfigured(
+                f"{name} must be a comma list of whole numbers of days between 1 and 825, like 30,7,1; got {raw!r}"
+            )
+        if int(text) in days:
+            raise ImproperlyConfigured(f"{name} names {text} days twice: {raw!r}")
+        days.append(int(text))
+    return tuple(sorted(days, reverse=True))
+
+
+def env_file_or_none(name: str) -> Path | None:
+    """The file a variable names (it must exist), or None when the variable is unset or empty."""
+    raw = os.environ.get(name, "")
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise ImproperlyConfigured(f"{name} names {raw!r}, which is not a file")
+    return path
+
+
+def env_networks(name: str) -> list[str]:
+    """A comma list of IP addresses or networks (either family); anything else stops start-up."""
+    addresses = env_list(name, [])
+    for address in addresses:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be a comma list of addresses or networks, got {address!r}"
+            ) from None
+    return addresses

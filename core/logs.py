@@ -177,3 +177,20 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(json.dumps(self.fields(record), default=str, ensure_ascii=True))
+
+
+def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
+    """The LOGGING setting: one console handler, plain or JSON lines, both redacting one-time tokens."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"()": "core.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+            "json": {"()": "core.logs.JsonFormatter"},
+        },
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": log_format}},
+        "root": {"handlers": ["console"], "level": level},
+        # Django's own handlers (its DEBUG console, runserver's request lines) would write unredacted
+        # lines: they go, and everything under "django" reaches the root's handler instead.
+        "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
+    }

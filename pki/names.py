@@ -1,4 +1,4 @@
-"""FQDN allow-list shared by every format we generate (ipsec-formats.md §8).
+"""FQDN allow-list shared by every format we generate (docs/formats.md §8).
 
 One pattern, safe in isakmpd.conf, KeyNote, iked.conf, pf.conf, ipf.rules and swanctl.conf:
 LDH labels of 1-63 characters that neither start nor end with a hyphen, dot-separated,

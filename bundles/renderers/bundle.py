@@ -15,7 +15,7 @@ from bundles.renderers.swanctl import render_swanctl_conf
 
 KEY_PATH = "isakmpd/private/local.key"
 SUMS_PATH = "SHA256SUMS"
-SECRET = 0o600  # isakmpd refuses configs, policies and keys with any group/other bit (ipsec-formats §1.1)
+SECRET = 0o600  # isakmpd refuses configs, policies and keys with any group/other bit (docs/formats.md §1.1)
 PUBLIC = 0o644
 EXECUTABLE = 0o755
 

@@ -1,7 +1,7 @@
 """Packet filter rules: pf.conf for the gateway (OpenBSD) and ipf.rules for a client (FreeBSD ipfilter).
 
-The case study's rules (case-study-bsd-vpn.txt, "Firewalling"), corrected and brought up to date
-(ipsec-formats.md §6): modern pf syntax with NAT-T, if-bound state on enc0 and numeric addresses
+The case study's rules ("VPNs using *BSD", "Firewalling"), corrected and brought up to date
+(docs/formats.md §6): modern pf syntax with NAT-T, if-bound state on enc0 and numeric addresses
 only; ipf with explicit ``port =`` operators and ``keep state`` where state is wanted.
 
 Every value in the context was allow-listed by ``spec``; the templates still pass each one through

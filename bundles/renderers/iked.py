@@ -1,6 +1,6 @@
 """iked.conf for OpenBSD iked (IKEv2): the gateway's passive policies or a client's active one.
 
-Grammar and pitfalls: ipsec-formats.md §5 and §8 (17-19). The keyword order of a policy is fixed
+Grammar and pitfalls: docs/formats.md §5 and §8 (17-19). The keyword order of a policy is fixed
 (a keyword out of place is a syntax error), so the template spells the whole order once:
 ``ikev2 NAME [quick] passive|active esp from .. to .. [, from .. to ..] [local ..] peer ..
 ikesa .. childsa .. srcid .. [dstid ..] ikelifetime .. lifetime .. rfc7427``.

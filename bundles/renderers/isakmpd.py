@@ -1,6 +1,6 @@
 """isakmpd.conf and isakmpd.policy (KeyNote) for one peer: validated spec in, text out.
 
-The gateway gets the case study's generic form (ipsec-formats.md §1.8): no client address anywhere,
+The gateway gets the case study's generic form (docs/formats.md §1.8): no client address anywhere,
 phase 1 from any address (``[Phase 1] Default``), passive phase 2 connections whose remote side is
 negotiated, so adding a client never changes the gateway's isakmpd.conf. A client (a client gateway
 with networks behind it, or a roaming host without) names the gateway explicitly and starts the

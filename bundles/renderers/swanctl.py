@@ -1,6 +1,6 @@
 """swanctl.conf for strongSwan: the gateway's responder connections or a client's initiator.
 
-Syntax and pitfalls: ipsec-formats.md §7 and §8 (20). A value ends at a newline, ``#`` or ``}``,
+Syntax and pitfalls: docs/formats.md §7 and §8 (20). A value ends at a newline, ``#`` or ``}``,
 so the template writes one setting per line and double-quotes every identity (``quoted`` escapes
 ``\\`` and ``"``; line breaks are refused by the engine). Section names are fixed words with
 counters, never input. Choices:

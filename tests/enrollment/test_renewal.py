@@ -14,7 +14,7 @@ from authority.models import AuditEvent, Certificate, CertificateRequest
 from authority.services import certificate_issue
 from bundles.models import BundleDownload
 from bundles.services import bundle_download
-from ca_portal.settings import renewal_reminder_days
+from core.env import renewal_reminder_days
 from enrollment import selectors
 from enrollment.models import Peer, PortalKey, RenewalReminder
 from enrollment.selectors import policy_get

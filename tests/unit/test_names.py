@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pki.errors import NameRejected
 from pki.names import MAX_FQDN_LENGTH, validate_fqdn
 
-# ipsec-formats.md §8: the FQDN pattern that is safe in every format the portal writes.
+# docs/formats.md §8: the FQDN pattern that is safe in every format the portal writes.
 SAFE_FQDN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 

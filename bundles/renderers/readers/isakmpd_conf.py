@@ -1,4 +1,4 @@
-"""Read isakmpd.conf exactly as isakmpd's ``conf.c`` does (ipsec-formats.md §1.1), for structural checks.
+"""Read isakmpd.conf exactly as isakmpd's ``conf.c`` does (docs/formats.md §1.1), for structural checks.
 
 This is a port of ``conf_parse``/``conf_parse_line``/``conf_set_now``/``conf_get_list`` (conf.c 1.108),
 including their quirks, because the point is to see a rendered file the way the daemon will:

@@ -1,4 +1,4 @@
-"""Read a KeyNote policy file (isakmpd.policy) exactly as libkeynote does (ipsec-formats.md §2.2).
+"""Read a KeyNote policy file (isakmpd.policy) exactly as libkeynote does (docs/formats.md §2.2).
 
 Ports of ``kn_read_asserts`` (environment.c), ``keynote_parse_assertion``/``whichkeyword``
 (parse_assertion.c) and the flex scanner with ``mystrncpy`` (keynote.l), quirks included:

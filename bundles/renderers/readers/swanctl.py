@@ -1,7 +1,7 @@
 """A reader for swanctl.conf (strongSwan's settings syntax), as settings_lexer.l/settings_parser.y read it.
 
 Returns the file as a nested dict: sections are dicts, settings are strings. The rules that
-matter for injection (ipsec-formats.md §7.1, pitfall 20):
+matter for injection (docs/formats.md §7.1, pitfall 20):
 
 - ``name {`` opens a section, ``}`` closes it; ``key = value`` is a setting;
 - a value ends at a newline, ``#`` or ``}`` -- so ``id = a } x = y`` closes the section and

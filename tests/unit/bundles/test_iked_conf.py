@@ -28,7 +28,7 @@ PEERS: dict[str, Callable[[], PeerSpec]] = {
     "client.example.com": client_peer,
     "laptop.example.com": laptop_peer,
 }
-# The policy grammar's keywords in their one allowed order (ipsec-formats.md §5.2).
+# The policy grammar's keywords in their one allowed order (docs/formats.md §5.2).
 ORDER: tuple[str, ...] = ("ikev2", "quick", "passive", "active", "esp", "from", "local", "peer", "ikesa", "childsa")
 ORDER += ("srcid", "dstid", "ikelifetime", "lifetime", "rfc7427")
 # WEAK_TOKENS as iked and strongSwan spell them, plus SHA-1 (hmac-sha1, sha1).
