@@ -5,6 +5,9 @@ python bench/driver.py submit N PREFIX   -> JSON {"first_id", "last_id", "elapse
                                             enqueue on commit); "elapsed" times only that loop
 python bench/driver.py window LO HI      -> JSON: counts and DB-side timestamps of requests LO..HI
                                             (first intent recorded, last certificate stored)
+python bench/driver.py wakeups-reset     -> clears the debounced-wakeup flags (after the bench purged the
+                                            queues, a flag whose message was purged would hold back the
+                                            next run's wakeup for WAKE_STALE_AFTER_SECONDS)
 python bench/driver.py interleaved N     -> JSON: N issuances through the signer's drain in this process,
                                             one batch of 100 at a time, each followed by 100 raw-ceiling
                                             certificates; total time of each side and the ratio
@@ -281,6 +284,10 @@ if __name__ == "__main__":
         print(json.dumps(submit(int(sys.argv[2]), sys.argv[3])))
     elif command == "window":
         print(json.dumps(window(int(sys.argv[2]), int(sys.argv[3]))))
+    elif command == "wakeups-reset":
+        from authority.models import TaskWakeup
+
+        print(json.dumps({"reset": TaskWakeup.objects.update(pending=False)}))
     elif command == "interleaved":
         print(json.dumps(interleaved(int(sys.argv[2]))))
     elif command == "profile":

@@ -246,6 +246,9 @@ def portal_run(
             [str(Path(PYTHON).parent / "celery"), "-A", "ca_portal", "purge", "-f", "-Q", "signer,render"],
             env=stack.env, cwd=ROOT, capture_output=True, check=False,
         )  # fmt: skip
+        # A wakeup flag whose message was just purged (the drain's own "long queue" wakeup, received
+        # as the worker stopped) would hold back the next run's wakeup: clear the flags too.
+        bench_driver(stack, "wakeups-reset")
     if issued < n:
         tail = stack.worker_log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"only {issued}/{n} issued after {timeout:.0f} s\n--- worker log tail ---\n{tail}")
