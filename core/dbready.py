@@ -34,6 +34,8 @@ NO_TABLES_NEEDED = frozenset(
         "makemessages",
         "compilemessages",
         "sendtestemail",
+        "restore",  # loads the tables from the backup onto an empty database
+        "db_roles",  # sets up the owner and runtime roles before the first migrate
     }
 )
 

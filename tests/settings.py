@@ -11,6 +11,9 @@ _var_dir = os.environ.get("CA_PORTAL_VAR_DIR") or tempfile.mkdtemp(prefix="ca_po
 os.environ["CA_PORTAL_VAR_DIR"] = _var_dir
 if _worker := os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["CA_PORTAL_VAR_DIR"] = os.path.join(_var_dir, _worker)
+# The metrics files too: the settings only set a default, and the workers inherited the
+# controller's, so they counted into (and cleared) one shared folder.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(os.environ["CA_PORTAL_VAR_DIR"], "metrics")
 
 from ca_portal.settings import *  # noqa: E402, F403
 from ca_portal.settings import BASE_DIR, DATABASES  # noqa: E402
