@@ -115,7 +115,11 @@ class Stack:
         self.worker: subprocess.Popen[bytes] | None = None
         self.worker_log = workdir / "worker.log"
         self.env = {
-            k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CA_KEY_PASSPHRASE_FILE"}
+            k: v
+            for k, v in os.environ.items()
+            # A deployment keeps its metric files in its own var dir: an inherited folder would be the
+            # test process's, which `serve` empties at start-up.
+            if k not in {"DATABASE_URL", "REDIS_URL", "CA_KEY_PASSPHRASE_FILE", "PROMETHEUS_MULTIPROC_DIR"}
         }
         self.env.update(
             DJANGO_SETTINGS_MODULE="ca_portal.settings",
