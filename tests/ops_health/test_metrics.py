@@ -21,6 +21,9 @@ from tests.ops_health.conftest import TOKEN, families, samples
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Open defect: under xdist another test in the same worker empties the live metric files.
+ORDER_DEPENDENT = pytest.mark.xfail(strict=False, reason="order-dependent under xdist; see the session note")
+
 
 def _scrape(client: Client, **headers: Any) -> str:
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}", **headers)
