@@ -207,10 +207,7 @@ def test_a_waiting_request_shows_with_its_age(client: Client, metrics_token: str
     assert 90 <= found[("ca_portal_certificate_requests_oldest_waiting_seconds", ())] < 150
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="order-dependent under xdist: another test in the same worker empties the live metric files; open defect, see the session note",
-)
+@ORDER_DEPENDENT
 def test_requests_are_counted_by_method_and_status(client: Client, metrics_token: str, db: Any) -> None:
     def count(found: dict[Any, float], method: str, status: str) -> float:
         return found.get(("ca_portal_http_requests_total", (("method", method), ("status", status))), 0.0)
@@ -227,10 +224,7 @@ def test_requests_are_counted_by_method_and_status(client: Client, metrics_token
     assert count(after, "other", "405") - count(before, "other", "405") == 1  # no label per invented method
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="order-dependent under xdist: another test in the same worker empties the live metric files; open defect, see the session note",
-)
+@ORDER_DEPENDENT
 def test_sign_in_failures_and_lockouts_are_counted(client: Client, metrics_token: str, owner: Any) -> None:
     def value(found: dict[Any, float], name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
         return found.get((name, labels), 0.0)
@@ -247,10 +241,7 @@ def test_sign_in_failures_and_lockouts_are_counted(client: Client, metrics_token
     assert value(after, "ca_portal_login_locked_out") == 1
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="order-dependent under xdist: another test in the same worker empties the live metric files; open defect, see the session note",
-)
+@ORDER_DEPENDENT
 def test_a_source_that_fails_is_reported_and_the_rest_is_scraped(
     client: Client, metrics_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
